@@ -34,7 +34,7 @@ pub mod decomp;
 pub mod grad;
 pub mod project;
 pub mod rates;
-mod small;
+pub mod small;
 
 pub use decomp::{
     cholesky, cholesky_solve, frobenius_norm, generalized_self_adjoint_eigen, inverse, log_det_hpd, lu_solve,
@@ -47,6 +47,7 @@ pub use grad::{
 pub use project::{
     check_power, check_unit_modulus, normalize_total_power, project_power_ball, project_unit_modulus, total_power,
 };
+pub use small::small_hpd_solve;
 pub use rates::{
     check_system, hybrid_product, hybrid_user_rates, miso_blocks, stack_blocks, user_mmse, user_mse_with_receivers,
     user_rates, user_rates_log_det, user_sinrs, weighted_sum_rate,

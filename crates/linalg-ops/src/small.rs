@@ -1,7 +1,7 @@
 //! Allocation-free kernels for the tiny Hermitian systems of the rate maths (`N_k × N_k`,
 //! typically 1–4), where a LAPACK call costs more than the arithmetic.
 
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use crate::{LinalgError, c64};
 
@@ -10,7 +10,7 @@ use crate::{LinalgError, c64};
 ///
 /// # Errors
 /// [`LinalgError::NotPositiveDefinite`] when a pivot is not positive and finite.
-pub(crate) fn hpd_solve_in_place(c: &mut Array2<c64>, b: &mut Array1<c64>) -> Result<(), LinalgError> {
+pub fn hpd_solve_in_place(c: &mut Array2<c64>, b: &mut Array1<c64>) -> Result<(), LinalgError> {
     let n = c.nrows();
     // Cholesky, lower triangle.
     for j in 0..n {
@@ -48,6 +48,27 @@ pub(crate) fn hpd_solve_in_place(c: &mut Array2<c64>, b: &mut Array1<c64>) -> Re
         b[i] = s / c[[i, i]].re;
     }
     Ok(())
+}
+
+/// Solves `C x = b` for a small Hermitian positive definite `C` without calling LAPACK (for the
+/// `N_k × N_k` systems of multi-antenna users; O(n³) with tiny constants).
+///
+/// # Errors
+/// [`LinalgError::NotPositiveDefinite`], or shape/finiteness errors.
+pub fn small_hpd_solve(c: ArrayView2<'_, c64>, b: ArrayView1<'_, c64>) -> Result<Array1<c64>, LinalgError> {
+    crate::check_square(c, "small_hpd_solve")?;
+    crate::check_finite(c, "small_hpd_solve")?;
+    if b.len() != c.nrows() {
+        return Err(LinalgError::ShapeMismatch {
+            what: "small_hpd_solve",
+            expected: format!("{} entries", c.nrows()),
+            found: format!("{}", b.len()),
+        });
+    }
+    let mut cc = c.to_owned();
+    let mut x = b.to_owned();
+    hpd_solve_in_place(&mut cc, &mut x)?;
+    Ok(x)
 }
 
 #[cfg(test)]
