@@ -88,6 +88,12 @@ impl Channel {
             if let Some(((i, j), _)) = b.indexed_iter().find(|(_, z)| !(z.re.is_finite() && z.im.is_finite())) {
                 return Err(CoreError::InvalidProblem(format!("user {k}: non-finite channel entry at ({i}, {j})")));
             }
+            let energy: f64 = b.iter().map(|z| z.norm_sqr()).sum();
+            if !energy.is_finite() {
+                return Err(CoreError::InvalidProblem(format!(
+                    "user {k}: channel energy overflows f64 (entries larger than ~1e150); rescale the channel"
+                )));
+            }
         }
         Ok(Self { blocks })
     }

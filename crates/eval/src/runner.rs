@@ -195,6 +195,20 @@ pub fn summarise(experiment: &str, point: usize, x: f64, method: &str, outcomes:
     }
 }
 
+/// A rayon thread pool (re-exported so callers need no rayon dependency of their own).
+pub type ThreadPool = rayon::ThreadPool;
+
+/// Builds a thread pool with `n_threads` workers; run work inside it with `pool.install(..)`.
+///
+/// # Errors
+/// [`EvalError::Config`] when the pool cannot be created.
+pub fn thread_pool(n_threads: usize) -> Result<ThreadPool, EvalError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n_threads)
+        .build()
+        .map_err(|e| EvalError::Config { origin: "threads".into(), message: e.to_string() })
+}
+
 /// Options of [`run_experiment`].
 #[derive(Clone, Debug)]
 pub struct RunOptions {

@@ -96,6 +96,11 @@ pub(crate) fn rate_terms(h: &[Array2<c64>], w: ArrayView2<'_, c64>, noise: &[f64
         let mut z = g.clone();
         hpd_solve_in_place(&mut c, &mut z)?;
         let s: f64 = g.iter().zip(z.iter()).map(|(gi, zi)| (gi.conj() * zi).re).sum();
+        if !s.is_finite() {
+            return Err(LinalgError::Degenerate(format!(
+                "user {k}: SINR overflows f64 (channel or precoder entries too large)"
+            )));
+        }
         sinr.push(s.max(0.0));
         zs.push(z);
         hws.push(hw);
