@@ -105,7 +105,10 @@ fn empty_and_mismatched_shapes_are_rejected() {
     assert!(Channel::new(b).is_err());
     let h = ok_blocks();
     let w = Array2::<c64>::zeros((3, 2));
-    assert!(matches!(beamlab_linalg_ops::user_rates(&h, w.view(), &[1.0, 1.0]), Err(LinalgError::ShapeMismatch { .. })));
+    assert!(matches!(
+        beamlab_linalg_ops::user_rates(&h, w.view(), &[1.0, 1.0]),
+        Err(LinalgError::ShapeMismatch { .. })
+    ));
 }
 
 #[test]

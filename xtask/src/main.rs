@@ -32,7 +32,8 @@ fn run() -> Result<()> {
     match cmd.as_str() {
         "reproduce" => {
             ensure_system_deps()?;
-            let mut a = vec!["run", "--release", "--locked", "-p", "beamlab-eval", "--bin", "beamlab", "--", "reproduce"];
+            let mut a =
+                vec!["run", "--release", "--locked", "-p", "beamlab-eval", "--bin", "beamlab", "--", "reproduce"];
             a.extend(rest.iter().map(String::as_str));
             cargo(&a, &[])
         }
@@ -87,9 +88,10 @@ fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
 }
 
 fn have_openblas() -> bool {
-    let lib_present = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
-        .iter()
-        .any(|d| Path::new(d).join("libopenblas.so").exists());
+    let lib_present =
+        ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+            .iter()
+            .any(|d| Path::new(d).join("libopenblas.so").exists());
     let pkg_config_bin = Command::new("pkg-config").arg("--version").output().is_ok();
     lib_present && pkg_config_bin
 }

@@ -12,7 +12,10 @@ use crate::BaselineError;
 
 /// Dominant right singular vector `v` and singular value `s` of `H_k` (`H_k v = s u`), plus the
 /// dominant left singular vector `u`.
-pub(crate) fn dominant_mode(hk: ArrayView2<'_, c64>, user: usize) -> Result<(Array1<c64>, f64, Array1<c64>), BaselineError> {
+pub(crate) fn dominant_mode(
+    hk: ArrayView2<'_, c64>,
+    user: usize,
+) -> Result<(Array1<c64>, f64, Array1<c64>), BaselineError> {
     let (u, s, vt) = svd(hk)?;
     if s[0] <= f64::MIN_POSITIVE {
         return Err(BaselineError::ZeroChannel { user });
@@ -101,11 +104,12 @@ fn frobenius(a: ArrayView2<'_, c64>) -> f64 {
 pub fn rzf(problem: &Problem, alpha: Option<f64>) -> Result<Array2<c64>, BaselineError> {
     problem.validate()?;
     let k = problem.n_users();
-    let alpha = alpha.unwrap_or_else(|| {
-        k as f64 * problem.noise_power.iter().sum::<f64>() / k as f64 / problem.power_budget
-    });
+    let alpha =
+        alpha.unwrap_or_else(|| k as f64 * problem.noise_power.iter().sum::<f64>() / k as f64 / problem.power_budget);
     if !(alpha.is_finite() && alpha >= 0.0) {
-        return Err(BaselineError::InvalidParameter(format!("RZF regularisation must be finite and >= 0, got {alpha}")));
+        return Err(BaselineError::InvalidParameter(format!(
+            "RZF regularisation must be finite and >= 0, got {alpha}"
+        )));
     }
     let g = effective_channel(problem)?;
     let g_h = g.t().mapv(|z| z.conj());

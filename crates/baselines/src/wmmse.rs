@@ -64,7 +64,10 @@ impl WmmseParams {
             return Err(BaselineError::InvalidParameter("max_n_iterations must be >= 1".into()));
         }
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return Err(BaselineError::InvalidParameter(format!("tolerance must be finite and >= 0, got {}", self.tolerance)));
+            return Err(BaselineError::InvalidParameter(format!(
+                "tolerance must be finite and >= 0, got {}",
+                self.tolerance
+            )));
         }
         Ok(())
     }
@@ -157,13 +160,8 @@ pub fn wmmse(
             break;
         }
     }
-    let diagnostics = Diagnostics {
-        n_iterations,
-        converged,
-        objective_trace: trace,
-        elapsed: start.elapsed(),
-        notes: Vec::new(),
-    };
+    let diagnostics =
+        Diagnostics { n_iterations, converged, objective_trace: trace, elapsed: start.elapsed(), notes: Vec::new() };
     Ok((v, diagnostics))
 }
 

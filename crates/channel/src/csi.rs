@@ -85,11 +85,7 @@ pub fn awgn_estimate<R: Rng + ?Sized>(
 ///
 /// # Errors
 /// [`ChannelError::InvalidParameter`] when `delta` is negative or not finite.
-pub fn relative_estimate<R: Rng + ?Sized>(
-    truth: &Channel,
-    delta: f64,
-    rng: &mut R,
-) -> Result<Channel, ChannelError> {
+pub fn relative_estimate<R: Rng + ?Sized>(truth: &Channel, delta: f64, rng: &mut R) -> Result<Channel, ChannelError> {
     if !(delta.is_finite() && delta >= 0.0) {
         return Err(ChannelError::InvalidParameter(format!(
             "relative CSI error delta must be finite and >= 0, got {delta}"
@@ -98,11 +94,7 @@ pub fn relative_estimate<R: Rng + ?Sized>(
     if delta == 0.0 {
         return Ok(truth.clone());
     }
-    add_white_error(
-        truth,
-        |h| delta * h.iter().map(|z| z.norm_sqr()).sum::<f64>() / h.len() as f64,
-        rng,
-    )
+    add_white_error(truth, |h| delta * h.iter().map(|z| z.norm_sqr()).sum::<f64>() / h.len() as f64, rng)
 }
 
 /// How the transmitter's channel estimate is produced from the true channel.
@@ -131,11 +123,7 @@ impl CsiModel {
     /// # Errors
     /// [`ChannelError::InvalidParameter`] for a non-finite `cee_db`, or a negative or non-finite
     /// `delta`.
-    pub fn estimate<R: Rng + ?Sized>(
-        &self,
-        truth: &Channel,
-        rng: &mut R,
-    ) -> Result<Channel, ChannelError> {
+    pub fn estimate<R: Rng + ?Sized>(&self, truth: &Channel, rng: &mut R) -> Result<Channel, ChannelError> {
         self.estimate_with_entry_power(truth, 1.0, rng)
     }
 
@@ -177,9 +165,7 @@ impl CsiModel {
     pub fn error_stats(&self, entry_power: f64) -> ErrorStats {
         match *self {
             CsiModel::Perfect => ErrorStats::None,
-            CsiModel::Awgn { cee_db } => ErrorStats::WhiteGaussian {
-                variance: cee_to_variance(cee_db, entry_power),
-            },
+            CsiModel::Awgn { cee_db } => ErrorStats::WhiteGaussian { variance: cee_to_variance(cee_db, entry_power) },
             CsiModel::Relative { delta } => ErrorStats::Relative { delta },
         }
     }
@@ -215,14 +201,9 @@ mod tests {
         for cee_db in [-20.0, -10.0, 0.0] {
             let h_est = awgn_estimate(&h, cee_to_variance(cee_db, 1.0), &mut rng).unwrap();
             let realised = 10.0 * (error_energy(&h_est, &h) / h.energy()).log10();
-            assert!(
-                (realised - cee_db).abs() < 0.2,
-                "target {cee_db} dB, realised {realised} dB"
-            );
+            assert!((realised - cee_db).abs() < 0.2, "target {cee_db} dB, realised {realised} dB");
         }
-        let via_model = CsiModel::Awgn { cee_db: -10.0 }
-            .estimate(&h, &mut rng)
-            .unwrap();
+        let via_model = CsiModel::Awgn { cee_db: -10.0 }.estimate(&h, &mut rng).unwrap();
         let realised = 10.0 * (error_energy(&via_model, &h) / h.energy()).log10();
         assert!((realised + 10.0).abs() < 0.2, "realised {realised} dB");
     }
@@ -232,25 +213,13 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(32);
         // Users of very different strength: the error must follow each user's own power.
         let base = rayleigh(2, 2, 5000, &mut rng).unwrap();
-        let h = Channel::new(vec![
-            base.blocks()[0].clone(),
-            base.blocks()[1].mapv(|z| z * 10.0),
-        ])
-        .unwrap();
+        let h = Channel::new(vec![base.blocks()[0].clone(), base.blocks()[1].mapv(|z| z * 10.0)]).unwrap();
         let delta = 0.05;
         let h_est = relative_estimate(&h, delta, &mut rng).unwrap();
         for (hk, ek) in h.blocks().iter().zip(h_est.blocks()) {
-            let err: f64 = hk
-                .iter()
-                .zip(ek.iter())
-                .map(|(a, b)| (a - b).norm_sqr())
-                .sum();
+            let err: f64 = hk.iter().zip(ek.iter()).map(|(a, b)| (a - b).norm_sqr()).sum();
             let pow: f64 = hk.iter().map(|z| z.norm_sqr()).sum();
-            assert!(
-                (err / pow / delta - 1.0).abs() < 0.05,
-                "ratio {}",
-                err / pow
-            );
+            assert!((err / pow / delta - 1.0).abs() < 0.05, "ratio {}", err / pow);
         }
     }
 
@@ -261,28 +230,16 @@ mod tests {
         assert_eq!(awgn_estimate(&h, 0.0, &mut rng).unwrap(), h);
         assert_eq!(relative_estimate(&h, 0.0, &mut rng).unwrap(), h);
         assert_eq!(CsiModel::Perfect.estimate(&h, &mut rng).unwrap(), h);
-        let invalid =
-            |r: Result<Channel, ChannelError>| matches!(r, Err(ChannelError::InvalidParameter(_)));
+        let invalid = |r: Result<Channel, ChannelError>| matches!(r, Err(ChannelError::InvalidParameter(_)));
         assert!(invalid(awgn_estimate(&h, -0.1, &mut rng)));
         assert!(invalid(awgn_estimate(&h, f64::NAN, &mut rng)));
         assert!(invalid(awgn_estimate(&h, f64::INFINITY, &mut rng)));
         assert!(invalid(relative_estimate(&h, -0.1, &mut rng)));
         assert!(invalid(relative_estimate(&h, f64::NAN, &mut rng)));
-        assert!(invalid(
-            CsiModel::Awgn { cee_db: f64::NAN }.estimate(&h, &mut rng)
-        ));
-        assert!(invalid(
-            CsiModel::Awgn {
-                cee_db: f64::INFINITY
-            }
-            .estimate(&h, &mut rng)
-        ));
-        assert!(invalid(
-            CsiModel::Relative { delta: -1.0 }.estimate(&h, &mut rng)
-        ));
-        assert!(invalid(
-            CsiModel::Awgn { cee_db: -10.0 }.estimate_with_entry_power(&h, -1.0, &mut rng)
-        ));
+        assert!(invalid(CsiModel::Awgn { cee_db: f64::NAN }.estimate(&h, &mut rng)));
+        assert!(invalid(CsiModel::Awgn { cee_db: f64::INFINITY }.estimate(&h, &mut rng)));
+        assert!(invalid(CsiModel::Relative { delta: -1.0 }.estimate(&h, &mut rng)));
+        assert!(invalid(CsiModel::Awgn { cee_db: -10.0 }.estimate_with_entry_power(&h, -1.0, &mut rng)));
     }
 
     #[test]
@@ -300,13 +257,8 @@ mod tests {
         assert_eq!(CsiModel::Perfect.error_stats(1.0), ErrorStats::None);
         assert_eq!(
             CsiModel::Awgn { cee_db: -10.0 }.error_stats(2.0),
-            ErrorStats::WhiteGaussian {
-                variance: cee_to_variance(-10.0, 2.0)
-            }
+            ErrorStats::WhiteGaussian { variance: cee_to_variance(-10.0, 2.0) }
         );
-        assert_eq!(
-            CsiModel::Relative { delta: 0.1 }.error_stats(1.0),
-            ErrorStats::Relative { delta: 0.1 }
-        );
+        assert_eq!(CsiModel::Relative { delta: 0.1 }.error_stats(1.0), ErrorStats::Relative { delta: 0.1 });
     }
 }

@@ -91,9 +91,7 @@ pub enum ChannelError {
 }
 
 /// One `CN(0, 1)` sample: real and imaginary parts independent `N(0, 1/2)`.
-pub(crate) fn standard_complex_normal<R: rand::Rng + ?Sized>(
-    rng: &mut R,
-) -> num_complex::Complex64 {
+pub(crate) fn standard_complex_normal<R: rand::Rng + ?Sized>(rng: &mut R) -> num_complex::Complex64 {
     use rand_distr::{Distribution, StandardNormal};
     let re: f64 = StandardNormal.sample(rng);
     let im: f64 = StandardNormal.sample(rng);
@@ -106,10 +104,7 @@ mod tests {
 
     #[test]
     fn errors_display_their_context() {
-        let e = ChannelError::Format {
-            path: PathBuf::from("/x/h.npy"),
-            message: "bad dtype".into(),
-        };
+        let e = ChannelError::Format { path: PathBuf::from("/x/h.npy"), message: "bad dtype".into() };
         let s = e.to_string();
         assert!(s.contains("/x/h.npy") && s.contains("bad dtype"), "{s}");
         let e = ChannelError::from(beamlab_core::CoreError::InvalidProblem("no users".into()));

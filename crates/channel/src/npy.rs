@@ -31,73 +31,43 @@ use crate::ChannelError;
 const ENTRY_BYTES: usize = 16;
 
 fn format_error(path: &Path, message: impl Into<String>) -> ChannelError {
-    ChannelError::Format {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
+    ChannelError::Format { path: path.to_path_buf(), message: message.into() }
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> ChannelError {
-    ChannelError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    ChannelError::Io { path: path.to_path_buf(), source }
 }
 
 /// Reads a finite, non-empty `complex128` array whose number of dimensions is in `ndims`.
 fn read_complex(path: &Path, ndims: &[usize], layout: &str) -> Result<ArrayD<c64>, ChannelError> {
     let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
     let mut data: &[u8] = &bytes;
-    let header = Header::from_reader(&mut data)
-        .map_err(|e| format_error(path, format!("not a valid .npy file ({e})")))?;
+    let header =
+        Header::from_reader(&mut data).map_err(|e| format_error(path, format!("not a valid .npy file ({e})")))?;
     let descr = header.type_descriptor.to_string();
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     if descr != "<c16" && descr != ">c16" {
-        return Err(format_error(
-            path,
-            format!("dtype must be complex128 ('<c16'), found '{descr}'"),
-        ));
+        return Err(format_error(path, format!("dtype must be complex128 ('<c16'), found '{descr}'")));
     }
     if !ndims.contains(&header.shape.len()) {
         return Err(format_error(
             path,
-            format!(
-                "expected a {layout} array, found {} dimensions {:?}",
-                header.shape.len(),
-                header.shape
-            ),
+            format!("expected a {layout} array, found {} dimensions {:?}", header.shape.len(), header.shape),
         ));
     }
     if header.shape.contains(&0) {
-        return Err(format_error(
-            path,
-            format!("shape {:?} has a zero-size dimension", header.shape),
-        ));
+        return Err(format_error(path, format!("shape {:?} has a zero-size dimension", header.shape)));
     }
-    let needed = header
-        .shape
-        .iter()
-        .try_fold(ENTRY_BYTES, |acc, &d| acc.checked_mul(d));
+    let needed = header.shape.iter().try_fold(ENTRY_BYTES, |acc, &d| acc.checked_mul(d));
     if needed != Some(data.len()) {
         return Err(format_error(
             path,
-            format!(
-                "shape {:?} does not match the {} data bytes in the file",
-                header.shape,
-                data.len()
-            ),
+            format!("shape {:?} does not match the {} data bytes in the file", header.shape, data.len()),
         ));
     }
-    let array =
-        ArrayD::<c64>::read_npy(&bytes[..]).map_err(|e| format_error(path, e.to_string()))?;
-    if let Some((index, _)) = array
-        .indexed_iter()
-        .find(|(_, z)| !(z.re.is_finite() && z.im.is_finite()))
-    {
-        return Err(format_error(
-            path,
-            format!("non-finite entry at index {:?}", index.slice()),
-        ));
+    let array = ArrayD::<c64>::read_npy(&bytes[..]).map_err(|e| format_error(path, e.to_string()))?;
+    if let Some((index, _)) = array.indexed_iter().find(|(_, z)| !(z.re.is_finite() && z.im.is_finite())) {
+        return Err(format_error(path, format!("non-finite entry at index {:?}", index.slice())));
     }
     Ok(array)
 }
@@ -115,9 +85,7 @@ fn write_atomic<T: WriteNpyExt + ?Sized>(path: &Path, array: &T) -> Result<(), C
             other => io_error(&tmp, std::io::Error::other(other.to_string())),
         })?;
         writer.flush().map_err(|e| io_error(&tmp, e))?;
-        let file = writer
-            .into_inner()
-            .map_err(|e| io_error(&tmp, e.into_error()))?;
+        let file = writer.into_inner().map_err(|e| io_error(&tmp, e.into_error()))?;
         file.sync_all().map_err(|e| io_error(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| io_error(path, e))
     })();
@@ -148,9 +116,7 @@ fn write_atomic<T: WriteNpyExt + ?Sized>(path: &Path, array: &T) -> Result<(), C
 /// # Ok::<(), beamlab_channel::ChannelError>(())
 /// ```
 pub fn write_channels_npy(path: &Path, channels: &[Channel]) -> Result<(), ChannelError> {
-    let first = channels
-        .first()
-        .ok_or_else(|| ChannelError::InvalidParameter("no channel samples to write".into()))?;
+    let first = channels.first().ok_or_else(|| ChannelError::InvalidParameter("no channel samples to write".into()))?;
     let (n_users, n_rx, n_tx) = (first.n_users(), first.n_rx()[0], first.n_tx());
     let mut out = Array4::<c64>::zeros((channels.len(), n_users, n_rx, n_tx));
     for (s, channel) in channels.iter().enumerate() {
@@ -189,9 +155,7 @@ pub fn read_channels_npy(path: &Path) -> Result<Vec<Channel>, ChannelError> {
     array
         .outer_iter()
         .map(|sample| {
-            let sample = sample
-                .into_dimensionality::<ndarray::Ix3>()
-                .map_err(|e| format_error(path, e.to_string()))?;
+            let sample = sample.into_dimensionality::<ndarray::Ix3>().map_err(|e| format_error(path, e.to_string()))?;
             Ok(Channel::from_array3(&sample.to_owned())?)
         })
         .collect()
@@ -203,15 +167,10 @@ pub fn read_channels_npy(path: &Path) -> Result<Vec<Channel>, ChannelError> {
 /// [`ChannelError::InvalidParameter`] when `precoders` is empty, a precoder has a zero dimension or
 /// non-finite entries, or the shapes differ; [`ChannelError::Io`] when the file cannot be written.
 pub fn write_precoders_npy(path: &Path, precoders: &[Array2<c64>]) -> Result<(), ChannelError> {
-    let first = precoders
-        .first()
-        .ok_or_else(|| ChannelError::InvalidParameter("no precoders to write".into()))?;
+    let first = precoders.first().ok_or_else(|| ChannelError::InvalidParameter("no precoders to write".into()))?;
     let (n_tx, n_streams) = first.dim();
     if n_tx == 0 || n_streams == 0 {
-        return Err(ChannelError::InvalidParameter(format!(
-            "empty precoder of shape {:?}",
-            first.dim()
-        )));
+        return Err(ChannelError::InvalidParameter(format!("empty precoder of shape {:?}", first.dim())));
     }
     let mut out = ndarray::Array3::<c64>::zeros((precoders.len(), n_tx, n_streams));
     for (s, w) in precoders.iter().enumerate() {
@@ -223,9 +182,7 @@ pub fn write_precoders_npy(path: &Path, precoders: &[Array2<c64>]) -> Result<(),
             )));
         }
         if w.iter().any(|z| !(z.re.is_finite() && z.im.is_finite())) {
-            return Err(ChannelError::InvalidParameter(format!(
-                "precoder {s} has non-finite entries"
-            )));
+            return Err(ChannelError::InvalidParameter(format!("precoder {s} has non-finite entries")));
         }
         out.index_axis_mut(Axis(0), s).assign(w);
     }
@@ -263,8 +220,7 @@ mod tests {
         fn new(name: &str) -> Self {
             static COUNTER: AtomicUsize = AtomicUsize::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("beamlab-channel-{}-{name}-{n}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("beamlab-channel-{}-{name}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             Self(dir)
         }
@@ -279,16 +235,10 @@ mod tests {
         }
     }
 
-    fn is_format(
-        r: &Result<impl std::fmt::Debug, ChannelError>,
-        path: &Path,
-        needle: &str,
-    ) -> bool {
+    fn is_format(r: &Result<impl std::fmt::Debug, ChannelError>, path: &Path, needle: &str) -> bool {
         match r {
             Err(e @ ChannelError::Format { path: p, message }) => {
-                p == path
-                    && message.contains(needle)
-                    && e.to_string().contains(&*path.to_string_lossy())
+                p == path && message.contains(needle) && e.to_string().contains(&*path.to_string_lossy())
             }
             _ => false,
         }
@@ -299,9 +249,7 @@ mod tests {
         let dir = TempDir::new("round-trip");
         let path = dir.file("h.npy");
         let mut rng = ChaCha8Rng::seed_from_u64(41);
-        let samples: Vec<_> = (0..3)
-            .map(|_| rayleigh(4, 2, 8, &mut rng).unwrap())
-            .collect();
+        let samples: Vec<_> = (0..3).map(|_| rayleigh(4, 2, 8, &mut rng).unwrap()).collect();
         write_channels_npy(&path, &samples).unwrap();
         assert!(!dir.file("h.npy.tmp").exists());
         let raw = ArrayD::<c64>::read_npy(File::open(&path).unwrap()).unwrap();
@@ -316,9 +264,7 @@ mod tests {
     fn three_dimensional_channels_are_single_antenna_users() {
         let dir = TempDir::new("three-d");
         let path = dir.file("h3.npy");
-        let raw = Array3::from_shape_fn((2, 3, 5), |(s, k, m)| {
-            c64::new(s as f64, (10 * k + m) as f64)
-        });
+        let raw = Array3::from_shape_fn((2, 3, 5), |(s, k, m)| c64::new(s as f64, (10 * k + m) as f64));
         raw.write_npy(File::create(&path).unwrap()).unwrap();
         let samples = read_channels_npy(&path).unwrap();
         assert_eq!(samples.len(), 2);
@@ -335,9 +281,8 @@ mod tests {
     fn fortran_order_files_are_read_correctly() {
         let dir = TempDir::new("fortran");
         let path = dir.file("hf.npy");
-        let c_order = Array4::from_shape_fn((2, 2, 1, 3), |(s, k, n, m)| {
-            c64::new((s * 100 + k * 10 + n + m) as f64, 1.0)
-        });
+        let c_order =
+            Array4::from_shape_fn((2, 2, 1, 3), |(s, k, n, m)| c64::new((s * 100 + k * 10 + n + m) as f64, 1.0));
         // Same logical array, Fortran memory layout.
         let mut f_order = Array4::zeros(c_order.raw_dim().f());
         f_order.assign(&c_order);
@@ -353,14 +298,8 @@ mod tests {
         let dir = TempDir::new("precoders");
         let path = dir.file("w.npy");
         let ws = vec![
-            array![
-                [c64::new(1.0, -2.0), c64::new(0.5, 0.0)],
-                [c64::new(0.0, 3.0), c64::new(-1.0, 1e-300)]
-            ],
-            array![
-                [c64::new(7.0, 0.0), c64::new(0.0, 0.0)],
-                [c64::new(1e10, -1e-10), c64::new(2.0, 2.0)]
-            ],
+            array![[c64::new(1.0, -2.0), c64::new(0.5, 0.0)], [c64::new(0.0, 3.0), c64::new(-1.0, 1e-300)]],
+            array![[c64::new(7.0, 0.0), c64::new(0.0, 0.0)], [c64::new(1e10, -1e-10), c64::new(2.0, 2.0)]],
         ];
         write_precoders_npy(&path, &ws).unwrap();
         assert_eq!(read_precoders_npy(&path).unwrap(), ws);
@@ -371,42 +310,24 @@ mod tests {
         let dir = TempDir::new("write-invalid");
         let path = dir.file("bad.npy");
         let mut rng = ChaCha8Rng::seed_from_u64(42);
-        let invalid =
-            |r: Result<(), ChannelError>| matches!(r, Err(ChannelError::InvalidParameter(_)));
+        let invalid = |r: Result<(), ChannelError>| matches!(r, Err(ChannelError::InvalidParameter(_)));
         assert!(invalid(write_channels_npy(&path, &[])));
         let a = rayleigh(2, 1, 4, &mut rng).unwrap();
         let b = rayleigh(3, 1, 4, &mut rng).unwrap();
         let c = rayleigh(2, 2, 4, &mut rng).unwrap();
         let d = rayleigh(2, 1, 5, &mut rng).unwrap();
         let mixed = Channel::new(vec![a.blocks()[0].clone(), c.blocks()[0].clone()]).unwrap();
-        for bad in [
-            vec![a.clone(), b],
-            vec![a.clone(), c],
-            vec![a, d],
-            vec![mixed],
-        ] {
+        for bad in [vec![a.clone(), b], vec![a.clone(), c], vec![a, d], vec![mixed]] {
             assert!(invalid(write_channels_npy(&path, &bad)));
         }
         assert!(invalid(write_precoders_npy(&path, &[])));
-        assert!(invalid(write_precoders_npy(
-            &path,
-            &[Array2::zeros((0, 2))]
-        )));
-        assert!(invalid(write_precoders_npy(
-            &path,
-            &[Array2::zeros((2, 2)), Array2::zeros((2, 3))]
-        )));
-        assert!(invalid(write_precoders_npy(
-            &path,
-            &[array![[c64::new(f64::NAN, 0.0)]]]
-        )));
+        assert!(invalid(write_precoders_npy(&path, &[Array2::zeros((0, 2))])));
+        assert!(invalid(write_precoders_npy(&path, &[Array2::zeros((2, 2)), Array2::zeros((2, 3))])));
+        assert!(invalid(write_precoders_npy(&path, &[array![[c64::new(f64::NAN, 0.0)]]])));
         assert!(!path.exists());
         // A directory that does not exist is an IO error on the temporary file.
         let nowhere = dir.file("no-such-dir").join("w.npy");
-        assert!(matches!(
-            write_precoders_npy(&nowhere, &[Array2::zeros((1, 1))]),
-            Err(ChannelError::Io { .. })
-        ));
+        assert!(matches!(write_precoders_npy(&nowhere, &[Array2::zeros((1, 1))]), Err(ChannelError::Io { .. })));
     }
 
     #[test]
@@ -414,109 +335,62 @@ mod tests {
         let dir = TempDir::new("malformed");
 
         let missing = dir.file("missing.npy");
-        assert!(
-            matches!(read_channels_npy(&missing), Err(ChannelError::Io { path, .. }) if path == missing)
-        );
-        assert!(matches!(
-            read_precoders_npy(&missing),
-            Err(ChannelError::Io { .. })
-        ));
+        assert!(matches!(read_channels_npy(&missing), Err(ChannelError::Io { path, .. }) if path == missing));
+        assert!(matches!(read_precoders_npy(&missing), Err(ChannelError::Io { .. })));
 
         let real = dir.file("real.npy");
-        Array4::<f64>::ones((1, 2, 1, 3))
-            .write_npy(File::create(&real).unwrap())
-            .unwrap();
+        Array4::<f64>::ones((1, 2, 1, 3)).write_npy(File::create(&real).unwrap()).unwrap();
         assert!(is_format(&read_channels_npy(&real), &real, "complex128"));
         assert!(is_format(&read_precoders_npy(&real), &real, "complex128"));
 
         let flat = dir.file("flat.npy");
-        Array2::<c64>::zeros((2, 3))
-            .write_npy(File::create(&flat).unwrap())
-            .unwrap();
+        Array2::<c64>::zeros((2, 3)).write_npy(File::create(&flat).unwrap()).unwrap();
         assert!(is_format(&read_channels_npy(&flat), &flat, "dimensions"));
         assert!(is_format(&read_precoders_npy(&flat), &flat, "dimensions"));
 
         let five = dir.file("five.npy");
-        ArrayD::<c64>::zeros(vec![1, 1, 1, 1, 1])
-            .write_npy(File::create(&five).unwrap())
-            .unwrap();
+        ArrayD::<c64>::zeros(vec![1, 1, 1, 1, 1]).write_npy(File::create(&five).unwrap()).unwrap();
         assert!(is_format(&read_channels_npy(&five), &five, "dimensions"));
         let four = dir.file("four.npy");
-        Array4::<c64>::zeros((1, 1, 1, 1))
-            .write_npy(File::create(&four).unwrap())
-            .unwrap();
+        Array4::<c64>::zeros((1, 1, 1, 1)).write_npy(File::create(&four).unwrap()).unwrap();
         assert!(is_format(&read_precoders_npy(&four), &four, "dimensions"));
 
         let text = dir.file("text.npy");
         std::fs::write(&text, "this is not a numpy file\n").unwrap();
-        assert!(is_format(
-            &read_channels_npy(&text),
-            &text,
-            "not a valid .npy"
-        ));
+        assert!(is_format(&read_channels_npy(&text), &text, "not a valid .npy"));
         let empty_file = dir.file("empty-file.npy");
         std::fs::write(&empty_file, b"").unwrap();
-        assert!(is_format(
-            &read_channels_npy(&empty_file),
-            &empty_file,
-            "not a valid .npy"
-        ));
+        assert!(is_format(&read_channels_npy(&empty_file), &empty_file, "not a valid .npy"));
 
         let nan = dir.file("nan.npy");
         let mut h = Array3::<c64>::ones((1, 2, 2));
         h[[0, 1, 0]] = c64::new(0.0, f64::NAN);
         h.write_npy(File::create(&nan).unwrap()).unwrap();
-        assert!(is_format(
-            &read_channels_npy(&nan),
-            &nan,
-            "non-finite entry at index [0, 1, 0]"
-        ));
+        assert!(is_format(&read_channels_npy(&nan), &nan, "non-finite entry at index [0, 1, 0]"));
         assert!(is_format(&read_precoders_npy(&nan), &nan, "non-finite"));
 
         let empty = dir.file("empty.npy");
-        Array4::<c64>::zeros((1, 0, 1, 2))
-            .write_npy(File::create(&empty).unwrap())
-            .unwrap();
+        Array4::<c64>::zeros((1, 0, 1, 2)).write_npy(File::create(&empty).unwrap()).unwrap();
         assert!(is_format(&read_channels_npy(&empty), &empty, "zero-size"));
         let no_samples = dir.file("no-samples.npy");
-        Array3::<c64>::zeros((0, 2, 2))
-            .write_npy(File::create(&no_samples).unwrap())
-            .unwrap();
-        assert!(is_format(
-            &read_precoders_npy(&no_samples),
-            &no_samples,
-            "zero-size"
-        ));
+        Array3::<c64>::zeros((0, 2, 2)).write_npy(File::create(&no_samples).unwrap()).unwrap();
+        assert!(is_format(&read_precoders_npy(&no_samples), &no_samples, "zero-size"));
 
         // Truncated data and trailing garbage.
         let truncated = dir.file("truncated.npy");
-        write_channels_npy(
-            &truncated,
-            &[rayleigh(1, 1, 4, &mut ChaCha8Rng::seed_from_u64(0)).unwrap()],
-        )
-        .unwrap();
+        write_channels_npy(&truncated, &[rayleigh(1, 1, 4, &mut ChaCha8Rng::seed_from_u64(0)).unwrap()]).unwrap();
         let mut bytes = std::fs::read(&truncated).unwrap();
         bytes.truncate(bytes.len() - 8);
         std::fs::write(&truncated, &bytes).unwrap();
-        assert!(is_format(
-            &read_channels_npy(&truncated),
-            &truncated,
-            "data bytes"
-        ));
+        assert!(is_format(&read_channels_npy(&truncated), &truncated, "data bytes"));
         bytes.extend_from_slice(&[0; 24]);
         std::fs::write(&truncated, &bytes).unwrap();
-        assert!(is_format(
-            &read_channels_npy(&truncated),
-            &truncated,
-            "data bytes"
-        ));
+        assert!(is_format(&read_channels_npy(&truncated), &truncated, "data bytes"));
 
         // A header claiming an enormous shape must not allocate it.
         let huge = dir.file("huge.npy");
         let header = Header {
-            type_descriptor: Header::from_reader(&mut &bytes[..])
-                .unwrap()
-                .type_descriptor,
+            type_descriptor: Header::from_reader(&mut &bytes[..]).unwrap().type_descriptor,
             layout: ndarray_npy::npy::header::Layout::Standard,
             shape: vec![1 << 20, 1 << 20, 1 << 10, 1 << 10],
         };

@@ -39,9 +39,8 @@ pub fn rayleigh<R: rand::Rng + ?Sized>(
              n_tx = {n_tx}"
         )));
     }
-    let blocks = (0..n_users)
-        .map(|_| Array2::from_shape_simple_fn((n_rx, n_tx), || standard_complex_normal(rng)))
-        .collect();
+    let blocks =
+        (0..n_users).map(|_| Array2::from_shape_simple_fn((n_rx, n_tx), || standard_complex_normal(rng))).collect();
     Ok(Channel::new(blocks)?)
 }
 
@@ -62,13 +61,7 @@ mod tests {
         let mean: Complex64 = h.blocks().iter().flat_map(|b| b.iter()).sum::<Complex64>() / n;
         assert!(mean.norm() < 0.02, "mean {mean}");
         // Real and imaginary parts carry half the power each.
-        let re: f64 = h
-            .blocks()
-            .iter()
-            .flat_map(|b| b.iter())
-            .map(|z| z.re * z.re)
-            .sum::<f64>()
-            / n;
+        let re: f64 = h.blocks().iter().flat_map(|b| b.iter()).map(|z| z.re * z.re).sum::<f64>() / n;
         assert!((re - 0.5).abs() < 0.02, "real-part power {re}");
     }
 
@@ -88,10 +81,7 @@ mod tests {
     fn zero_sizes_are_rejected() {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for (k, n, m) in [(0, 1, 1), (1, 0, 1), (1, 1, 0)] {
-            assert!(matches!(
-                rayleigh(k, n, m, &mut rng),
-                Err(ChannelError::InvalidParameter(_))
-            ));
+            assert!(matches!(rayleigh(k, n, m, &mut rng), Err(ChannelError::InvalidParameter(_))));
         }
     }
 
@@ -100,9 +90,6 @@ mod tests {
         let mut inner = ChaCha8Rng::seed_from_u64(3);
         let rng: &mut dyn rand::RngCore = &mut inner;
         let h = rayleigh(1, 1, 2, rng).unwrap();
-        assert_eq!(
-            h,
-            rayleigh(1, 1, 2, &mut ChaCha8Rng::seed_from_u64(3)).unwrap()
-        );
+        assert_eq!(h, rayleigh(1, 1, 2, &mut ChaCha8Rng::seed_from_u64(3)).unwrap());
     }
 }

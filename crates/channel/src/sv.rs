@@ -40,11 +40,7 @@ pub struct SvParams {
 impl Default for SvParams {
     /// GGML's setting: 3 clusters of 30 rays with a 10° angular spread.
     fn default() -> Self {
-        Self {
-            n_clusters: 3,
-            n_rays: 30,
-            angular_spread_deg: 10.0,
-        }
+        Self { n_clusters: 3, n_rays: 30, angular_spread_deg: 10.0 }
     }
 }
 
@@ -133,8 +129,7 @@ pub fn saleh_valenzuela<R: Rng + ?Sized>(
                 let alpha = standard_complex_normal(rng) * gain;
                 // Accumulate α a(φ)^H, i.e. the conjugated response, into the row.
                 let a = ula_response(n_tx, phi);
-                h.row_mut(0)
-                    .zip_mut_with(&a, |hi, ai| *hi += alpha * ai.conj());
+                h.row_mut(0).zip_mut_with(&a, |hi, ai| *hi += alpha * ai.conj());
             }
         }
         blocks.push(h);
@@ -183,19 +178,12 @@ mod tests {
         assert_eq!(h.n_users(), n_users);
         assert!(h.blocks().iter().all(|b| b.dim() == (1, n_tx)));
         let mean_power = h.energy() / n_users as f64;
-        assert!(
-            (mean_power / n_tx as f64 - 1.0).abs() < 0.05,
-            "E‖h‖² = {mean_power}"
-        );
+        assert!((mean_power / n_tx as f64 - 1.0).abs() < 0.05, "E‖h‖² = {mean_power}");
     }
 
     #[test]
     fn single_ray_without_spread_is_a_scaled_steering_vector() {
-        let params = SvParams {
-            n_clusters: 1,
-            n_rays: 1,
-            angular_spread_deg: 0.0,
-        };
+        let params = SvParams { n_clusters: 1, n_rays: 1, angular_spread_deg: 0.0 };
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let h = saleh_valenzuela(&params, 1, 8, &mut rng).unwrap();
         let row = h.blocks()[0].row(0).to_owned();
@@ -213,27 +201,14 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let invalid =
-            |r: Result<Channel, ChannelError>| matches!(r, Err(ChannelError::InvalidParameter(_)));
+        let invalid = |r: Result<Channel, ChannelError>| matches!(r, Err(ChannelError::InvalidParameter(_)));
         assert!(invalid(saleh_valenzuela(&p, 0, 8, &mut rng)));
         assert!(invalid(saleh_valenzuela(&p, 2, 0, &mut rng)));
         for bad in [
-            SvParams {
-                n_clusters: 0,
-                ..SvParams::default()
-            },
-            SvParams {
-                n_rays: 0,
-                ..SvParams::default()
-            },
-            SvParams {
-                angular_spread_deg: -1.0,
-                ..SvParams::default()
-            },
-            SvParams {
-                angular_spread_deg: f64::NAN,
-                ..SvParams::default()
-            },
+            SvParams { n_clusters: 0, ..SvParams::default() },
+            SvParams { n_rays: 0, ..SvParams::default() },
+            SvParams { angular_spread_deg: -1.0, ..SvParams::default() },
+            SvParams { angular_spread_deg: f64::NAN, ..SvParams::default() },
         ] {
             assert!(bad.check().is_err());
             assert!(invalid(saleh_valenzuela(&bad, 2, 8, &mut rng)));

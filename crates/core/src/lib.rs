@@ -452,8 +452,9 @@ mod tests {
         assert!(Channel::new(vec![Array2::zeros((1, 3)), Array2::zeros((1, 2))]).is_err());
         let e = Channel::new(vec![array![[c(1.0), c64::new(f64::NAN, 0.0)]]]).unwrap_err();
         assert!(e.to_string().contains("non-finite"), "{e}");
-        let h = Channel::new(vec![array![[c(1.0), c(2.0)], [c(0.0), c(1.0)]], array![[c(3.0), c(4.0)], [c(1.0), c(1.0)]]])
-            .unwrap();
+        let h =
+            Channel::new(vec![array![[c(1.0), c(2.0)], [c(0.0), c(1.0)]], array![[c(3.0), c(4.0)], [c(1.0), c(1.0)]]])
+                .unwrap();
         assert_eq!(h.n_rx(), vec![2, 2]);
         assert_eq!(h.stacked().dim(), (4, 2));
         assert_eq!(Channel::from_array3(&h.to_array3().unwrap()).unwrap(), h);

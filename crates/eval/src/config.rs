@@ -290,8 +290,8 @@ impl ExperimentConfig {
     /// [`EvalError::Config`] with the parser's message (key, line and column) or a semantic
     /// check's message.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, EvalError> {
-        let cfg: Self =
-            toml::from_str(text).map_err(|e| EvalError::Config { origin: origin.to_string(), message: e.to_string() })?;
+        let cfg: Self = toml::from_str(text)
+            .map_err(|e| EvalError::Config { origin: origin.to_string(), message: e.to_string() })?;
         cfg.check(text).map_err(|message| EvalError::Config { origin: origin.to_string(), message })?;
         Ok(cfg)
     }
@@ -324,7 +324,11 @@ impl ExperimentConfig {
             .map(|(k, _)| *k)
             .collect(),
             ScenarioModel::SalehValenzuela => {
-                if sc.n_rx.is_some_and(|n| n != 1) { vec!["n_rx"] } else { vec![] }
+                if sc.n_rx.is_some_and(|n| n != 1) {
+                    vec!["n_rx"]
+                } else {
+                    vec![]
+                }
             }
         };
         if let Some(key) = misplaced_scenario.first() {
@@ -335,19 +339,31 @@ impl ExperimentConfig {
             ));
         }
         if sc.n_tx == 0 || sc.n_users == 0 || sc.n_rx == Some(0) {
-            return Err(format!("scenario: n_tx, n_users, n_rx must be >= 1 (got {}, {}, {:?})", sc.n_tx, sc.n_users, sc.n_rx));
+            return Err(format!(
+                "scenario: n_tx, n_users, n_rx must be >= 1 (got {}, {}, {:?})",
+                sc.n_tx, sc.n_users, sc.n_rx
+            ));
         }
-        if sc.n_clusters == Some(0) || sc.n_rays == Some(0) || sc.angular_spread_deg.is_some_and(|a| !(a.is_finite() && a >= 0.0)) {
+        if sc.n_clusters == Some(0)
+            || sc.n_rays == Some(0)
+            || sc.angular_spread_deg.is_some_and(|a| !(a.is_finite() && a >= 0.0))
+        {
             return Err("scenario: n_clusters, n_rays must be >= 1 and angular_spread_deg finite >= 0".into());
         }
         let csi = &self.csi;
         match csi.model {
             CsiKind::Perfect if csi.cee_db.is_some() || csi.delta.is_some() => {
                 let key = if csi.cee_db.is_some() { "cee_db" } else { "delta" };
-                return Err(format!("{}key `{key}` does not apply to csi model \"perfect\"", at_line(text, "csi", 0, key)));
+                return Err(format!(
+                    "{}key `{key}` does not apply to csi model \"perfect\"",
+                    at_line(text, "csi", 0, key)
+                ));
             }
             CsiKind::Awgn if csi.delta.is_some() || csi.cee_db.is_some_and(|c| !c.is_finite()) => {
-                return Err(format!("{}csi model \"awgn\" takes a finite `cee_db` only", at_line(text, "csi", 0, "delta")));
+                return Err(format!(
+                    "{}csi model \"awgn\" takes a finite `cee_db` only",
+                    at_line(text, "csi", 0, "delta")
+                ));
             }
             CsiKind::Awgn if csi.cee_db.is_none() && self.sweep.axis != SweepAxis::CeeDb => {
                 return Err("csi model \"awgn\" needs `cee_db` (or sweep.axis = \"cee_db\")".into());
@@ -367,7 +383,10 @@ impl ExperimentConfig {
             }
             if let Some(init) = &m.init {
                 if init != "random" && init != "mrt" {
-                    return Err(format!("{}init must be \"random\" or \"mrt\", got {init:?}", at_line(text, "method", i, "init")));
+                    return Err(format!(
+                        "{}init must be \"random\" or \"mrt\", got {init:?}",
+                        at_line(text, "method", i, "init")
+                    ));
                 }
             }
         }

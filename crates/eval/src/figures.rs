@@ -101,9 +101,7 @@ where
             .map_err(|e| e.to_string())?
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(|e| e.to_string())?;
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
     }
     chart
         .configure_series_labels()
@@ -121,7 +119,14 @@ where
 ///
 /// # Errors
 /// [`EvalError::Figure`] naming the file.
-pub fn plot(dir: &Path, stem: &str, title: &str, axis: SweepAxis, metric: Metric, rows: &[ResultRow]) -> Result<(), EvalError> {
+pub fn plot(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    axis: SweepAxis,
+    metric: Metric,
+    rows: &[ResultRow],
+) -> Result<(), EvalError> {
     register_font();
     let data = series(rows, metric);
     let svg = dir.join(format!("{stem}.svg"));

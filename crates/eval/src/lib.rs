@@ -103,11 +103,10 @@ pub struct ExperimentSummary {
 /// # Errors
 /// IO or config errors (the first malformed file stops the run before anything is computed).
 pub fn load_configs(configs_dir: &Path) -> Result<Vec<ExperimentConfig>, EvalError> {
-    let rd = std::fs::read_dir(configs_dir).map_err(|e| EvalError::Io { path: configs_dir.to_path_buf(), source: e })?;
-    let mut paths: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
+    let rd =
+        std::fs::read_dir(configs_dir).map_err(|e| EvalError::Io { path: configs_dir.to_path_buf(), source: e })?;
+    let mut paths: Vec<PathBuf> =
+        rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
     paths.sort();
     let cfgs = paths.iter().map(|p| ExperimentConfig::from_file(p)).collect::<Result<Vec<_>, _>>()?;
     for (i, c) in cfgs.iter().enumerate() {
@@ -126,7 +125,11 @@ pub fn load_configs(configs_dir: &Path) -> Result<Vec<ExperimentConfig>, EvalErr
 ///
 /// # Errors
 /// Config, IO, figure or sample-generation errors.
-pub fn reproduce(configs_dir: &Path, results_dir: &Path, opts: &ReproduceOptions) -> Result<Vec<ExperimentSummary>, EvalError> {
+pub fn reproduce(
+    configs_dir: &Path,
+    results_dir: &Path,
+    opts: &ReproduceOptions,
+) -> Result<Vec<ExperimentSummary>, EvalError> {
     let cfgs = load_configs(configs_dir)?;
     for name in &opts.only {
         if !cfgs.iter().any(|c| &c.experiment == name) {
@@ -142,7 +145,12 @@ pub fn reproduce(configs_dir: &Path, results_dir: &Path, opts: &ReproduceOptions
     let mut summaries = Vec::new();
     for cfg in cfgs.iter().filter(|c| opts.only.is_empty() || opts.only.contains(&c.experiment)) {
         let dir = results_dir.join(&cfg.experiment);
-        let run = RunOptions { profile: opts.profile.clone(), fresh: opts.fresh, progress: opts.progress, max_new_points: None };
+        let run = RunOptions {
+            profile: opts.profile.clone(),
+            fresh: opts.fresh,
+            progress: opts.progress,
+            max_new_points: None,
+        };
         let rows = run_experiment(cfg, &dir, &run)?;
         for f in &cfg.figure {
             figures::plot(&dir, &f.name, &cfg.title, cfg.sweep.axis, f.metric, &rows)?;
@@ -157,7 +165,8 @@ pub fn reproduce(configs_dir: &Path, results_dir: &Path, opts: &ReproduceOptions
     );
     for cfg in &cfgs {
         let dir = results_dir.join(&cfg.experiment);
-        let (Ok(manifest), Ok(rows)) = (Manifest::read(&dir.join("manifest.json")), results::read_rows(&dir.join("results.csv")))
+        let (Ok(manifest), Ok(rows)) =
+            (Manifest::read(&dir.join("manifest.json")), results::read_rows(&dir.join("results.csv")))
         else {
             continue;
         };

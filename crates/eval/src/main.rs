@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use beamlab_channel::{CsiModel, SvParams, read_channels_npy, read_precoders_npy, write_channels_npy, write_precoders_npy};
+use beamlab_channel::{
+    CsiModel, SvParams, read_channels_npy, read_precoders_npy, write_channels_npy, write_precoders_npy,
+};
 use beamlab_core::{Problem, derive_seed};
 use beamlab_eval::config::{MethodConfig, MethodId};
 use beamlab_eval::{ReproduceOptions, reproduce, runner::build_method};
@@ -172,8 +174,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut bf = build_method(&cfg)?;
             let mut ws = Vec::with_capacity(hs.len());
             for (s, h) in hs.into_iter().enumerate() {
-                let problem = Problem::new(h, noise, power)
-                    .with_context(|| format!("{}: sample {s}", channels.display()))?;
+                let problem =
+                    Problem::new(h, noise, power).with_context(|| format!("{}: sample {s}", channels.display()))?;
                 let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[s as u64]));
                 let sol = bf
                     .solve(&problem, &mut rng)
@@ -213,7 +215,12 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(t) = threads {
                 rayon::ThreadPoolBuilder::new().num_threads(t).build_global().context("setting up threads")?;
             }
-            let opts = ReproduceOptions { profile, only, fresh, progress: std::io::IsTerminal::is_terminal(&std::io::stderr()) };
+            let opts = ReproduceOptions {
+                profile,
+                only,
+                fresh,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
             let summaries = reproduce(&configs, &results, &opts)?;
             for s in &summaries {
                 println!("{}: {} rows", s.experiment, s.rows.len());

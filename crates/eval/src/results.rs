@@ -190,7 +190,8 @@ pub fn write_rows_atomic(path: &Path, rows: &[ResultRow]) -> Result<(), EvalErro
 /// # Errors
 /// [`EvalError::Io`] or [`EvalError::Format`] (with the line of a malformed row).
 pub fn read_rows(path: &Path) -> Result<Vec<ResultRow>, EvalError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
     r.deserialize()
         .collect::<Result<Vec<ResultRow>, _>>()
         .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })

@@ -22,9 +22,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::EvalError;
 use crate::config::{CsiKind, ExperimentConfig, MethodConfig, MethodId, ScenarioModel, SweepAxis};
 use crate::results::{Manifest, ResultRow, read_rows, write_json_atomic, write_rows_atomic};
-use crate::EvalError;
 
 /// Builds the beamformer a method table describes.
 ///
@@ -338,7 +338,9 @@ kind = "wmmse"
         };
         let a = run(1);
         let b = run(2);
-        let se = |v: &Vec<Vec<SampleOutcome>>| v.iter().map(|m| m.iter().map(|o| o.sum_se).collect::<Vec<_>>()).collect::<Vec<_>>();
+        let se = |v: &Vec<Vec<SampleOutcome>>| {
+            v.iter().map(|m| m.iter().map(|o| o.sum_se).collect::<Vec<_>>()).collect::<Vec<_>>()
+        };
         assert_eq!(se(&a), se(&b));
     }
 }

@@ -21,7 +21,23 @@ fn generate_solve_evaluate_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let o = beamlab(
-        &["generate", "--n-tx", "8", "--n-users", "2", "--n-rx", "2", "--samples", "3", "--out", "h.npy", "--cee-db", "-10", "--estimate-out", "hhat.npy"],
+        &[
+            "generate",
+            "--n-tx",
+            "8",
+            "--n-users",
+            "2",
+            "--n-rx",
+            "2",
+            "--samples",
+            "3",
+            "--out",
+            "h.npy",
+            "--cee-db",
+            "-10",
+            "--estimate-out",
+            "hhat.npy",
+        ],
         d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -58,7 +74,8 @@ fn errors_name_the_file_and_the_problem() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("junk.npy"), "{}", stderr(&o));
     // ZF with more users than antennas.
-    let o = beamlab(&["generate", "--n-tx", "2", "--n-users", "3", "--n-rx", "1", "--samples", "1", "--out", "h.npy"], d);
+    let o =
+        beamlab(&["generate", "--n-tx", "2", "--n-users", "3", "--n-rx", "1", "--samples", "1", "--out", "h.npy"], d);
     assert!(o.status.success());
     let o = beamlab(&["solve", "--method", "zf", "--channels", "h.npy", "--out", "w.npy"], d);
     assert_eq!(o.status.code(), Some(1));
@@ -112,7 +129,13 @@ than = "ZF"
     .unwrap();
     let o = beamlab(&["reproduce", "--threads", "2"], d);
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["results/tiny/results.csv", "results/tiny/manifest.json", "results/tiny/se.svg", "results/tiny/se.png", "results/REPORT.md"] {
+    for f in [
+        "results/tiny/results.csv",
+        "results/tiny/manifest.json",
+        "results/tiny/se.svg",
+        "results/tiny/se.png",
+        "results/REPORT.md",
+    ] {
         assert!(d.join(f).exists(), "{f} missing");
     }
     let report = std::fs::read_to_string(d.join("results/REPORT.md")).unwrap();

@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use beamlab_linalg_ops::{
-    PenalisedLoss, c64, inverse, normalize_total_power, penalised_loss_gradient,
-    self_adjoint_eigen, user_rates, wsr_gradient,
+    PenalisedLoss, c64, inverse, normalize_total_power, penalised_loss_gradient, self_adjoint_eigen, user_rates,
+    wsr_gradient,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
@@ -49,14 +49,8 @@ impl System {
     fn new(m: usize, k: usize, nk: usize) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(SEED);
         let h = (0..k).map(|_| rand_mat(nk, m, &mut rng)).collect();
-        let w = normalize_total_power(rand_mat(m, k, &mut rng).view(), POWER)
-            .expect("non-zero precoder");
-        Self {
-            h,
-            w,
-            noise: vec![1.0; k],
-            weights: vec![1.0; k],
-        }
+        let w = normalize_total_power(rand_mat(m, k, &mut rng).view(), POWER).expect("non-zero precoder");
+        Self { h, w, noise: vec![1.0; k], weights: vec![1.0; k] }
     }
 }
 
@@ -69,10 +63,7 @@ fn bench_rates(c: &mut Criterion) {
     for (m, k, nk) in SIZES {
         let s = System::new(m, k, nk);
         group.bench_function(id(m, k, nk), |b| {
-            b.iter(|| {
-                user_rates(black_box(&s.h), black_box(s.w.view()), black_box(&s.noise))
-                    .expect("rates")
-            });
+            b.iter(|| user_rates(black_box(&s.h), black_box(s.w.view()), black_box(&s.noise)).expect("rates"));
         });
     }
     group.finish();
@@ -84,13 +75,8 @@ fn bench_wsr_gradient(c: &mut Criterion) {
         let s = System::new(m, k, nk);
         group.bench_function(id(m, k, nk), |b| {
             b.iter(|| {
-                wsr_gradient(
-                    black_box(&s.h),
-                    black_box(s.w.view()),
-                    black_box(&s.noise),
-                    black_box(&s.weights),
-                )
-                .expect("wsr gradient")
+                wsr_gradient(black_box(&s.h), black_box(s.w.view()), black_box(&s.noise), black_box(&s.weights))
+                    .expect("wsr gradient")
             });
         });
     }
@@ -104,13 +90,8 @@ fn bench_penalised_loss_gradient(c: &mut Criterion) {
         let s = System::new(m, k, nk);
         group.bench_function(id(m, k, nk), |b| {
             b.iter(|| {
-                penalised_loss_gradient(
-                    black_box(&s.h),
-                    black_box(s.w.view()),
-                    black_box(&s.noise),
-                    black_box(&loss),
-                )
-                .expect("loss gradient")
+                penalised_loss_gradient(black_box(&s.h), black_box(s.w.view()), black_box(&s.noise), black_box(&loss))
+                    .expect("loss gradient")
             });
         });
     }

@@ -7,9 +7,7 @@
 //! removes both traps. The tests check the residual of every decomposition.
 
 use ndarray::{Array1, Array2, ArrayView2, ShapeBuilder, s};
-use ndarray_linalg::{
-    Cholesky, Diag, Eigh, FactorizeInto, Norm, SVD, Solve, SolveTriangular, UPLO,
-};
+use ndarray_linalg::{Cholesky, Diag, Eigh, FactorizeInto, Norm, SVD, Solve, SolveTriangular, UPLO};
 
 use crate::{LinalgError, c64, check_finite, check_square};
 
@@ -54,14 +52,10 @@ pub fn self_adjoint_eigen(a: ArrayView2<'_, c64>) -> Result<(Array1<f64>, Array2
 ///
 /// # Errors
 /// The first error of any member, tagged with its index.
-pub fn self_adjoint_eigen_batch(
-    mats: &[Array2<c64>],
-) -> Result<Vec<(Array1<f64>, Array2<c64>)>, LinalgError> {
+pub fn self_adjoint_eigen_batch(mats: &[Array2<c64>]) -> Result<Vec<(Array1<f64>, Array2<c64>)>, LinalgError> {
     mats.iter()
         .enumerate()
-        .map(|(i, m)| {
-            self_adjoint_eigen(m.view()).map_err(|e| LinalgError::InBatch { index: i, source: Box::new(e) })
-        })
+        .map(|(i, m)| self_adjoint_eigen(m.view()).map_err(|e| LinalgError::InBatch { index: i, source: Box::new(e) }))
         .collect()
 }
 

@@ -213,7 +213,10 @@ pub fn hybrid_rate_gradient(
 ///
 /// # Errors
 /// Shape error when `H` and `G_W` disagree on `M`.
-pub fn base_matrix_chain_rule(h_stacked: ArrayView2<'_, c64>, g_w: ArrayView2<'_, c64>) -> Result<Array2<c64>, LinalgError> {
+pub fn base_matrix_chain_rule(
+    h_stacked: ArrayView2<'_, c64>,
+    g_w: ArrayView2<'_, c64>,
+) -> Result<Array2<c64>, LinalgError> {
     if h_stacked.ncols() != g_w.nrows() {
         return Err(LinalgError::ShapeMismatch {
             what: "base-matrix chain rule",

@@ -37,8 +37,8 @@ pub mod rates;
 pub mod small;
 
 pub use decomp::{
-    cholesky, cholesky_solve, frobenius_norm, generalized_self_adjoint_eigen, inverse, log_det_hpd, lu_solve,
-    pinv, self_adjoint_eigen, self_adjoint_eigen_batch, spectral_norm, svd,
+    cholesky, cholesky_solve, frobenius_norm, generalized_self_adjoint_eigen, inverse, log_det_hpd, lu_solve, pinv,
+    self_adjoint_eigen, self_adjoint_eigen_batch, spectral_norm, svd,
 };
 pub use grad::{
     LossGradient, PenalisedLoss, base_matrix_chain_rule, hybrid_chain_rule, hybrid_rate_gradient,
@@ -47,11 +47,11 @@ pub use grad::{
 pub use project::{
     check_power, check_unit_modulus, normalize_total_power, project_power_ball, project_unit_modulus, total_power,
 };
-pub use small::small_hpd_solve;
 pub use rates::{
     check_system, hybrid_product, hybrid_user_rates, miso_blocks, stack_blocks, user_mmse, user_mse_with_receivers,
     user_rates, user_rates_log_det, user_sinrs, weighted_sum_rate,
 };
+pub use small::small_hpd_solve;
 
 /// Double-precision complex number, the element type of every channel and precoder.
 #[allow(non_camel_case_types)]

@@ -17,8 +17,8 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use crate::{LinalgError, c64, check_finite};
 use crate::small::hpd_solve_in_place;
+use crate::{LinalgError, c64, check_finite};
 
 /// Checks that `h` (per-user blocks), `w` and `noise` describe one consistent system.
 ///
@@ -131,7 +131,11 @@ pub fn user_rates(h: &[Array2<c64>], w: ArrayView2<'_, c64>, noise: &[f64]) -> R
 ///
 /// # Errors
 /// As [`check_system`].
-pub fn user_rates_log_det(h: &[Array2<c64>], w: ArrayView2<'_, c64>, noise: &[f64]) -> Result<Array1<f64>, LinalgError> {
+pub fn user_rates_log_det(
+    h: &[Array2<c64>],
+    w: ArrayView2<'_, c64>,
+    noise: &[f64],
+) -> Result<Array1<f64>, LinalgError> {
     check_system(h, w, noise)?;
     let mut out = Array1::zeros(h.len());
     for (k, hk) in h.iter().enumerate() {
@@ -317,8 +321,7 @@ mod tests {
         let noise = [1.0, 0.5, 2.0];
         let terms = rate_terms(&h, w.view(), &noise).unwrap();
         // The MMSE receiver of a single stream is u_k = z_k / (1 + SINR_k).
-        let us: Vec<Array1<c64>> =
-            terms.z.iter().zip(&terms.sinr).map(|(z, s)| z.mapv(|v| v / (1.0 + s))).collect();
+        let us: Vec<Array1<c64>> = terms.z.iter().zip(&terms.sinr).map(|(z, s)| z.mapv(|v| v / (1.0 + s))).collect();
         let views: Vec<_> = us.iter().map(|u| u.view()).collect();
         let e1 = user_mse_with_receivers(&h, w.view(), &views, &noise).unwrap();
         let e2 = user_mmse(&h, w.view(), &noise).unwrap();
