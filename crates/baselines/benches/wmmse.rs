@@ -43,7 +43,6 @@ fn bench_wmmse(c: &mut Criterion) {
     let mut group = c.benchmark_group("wmmse");
     for (m, k, nk) in SIZES {
         let p = problem(m, k, nk);
-        { let mut rng = ChaCha8Rng::seed_from_u64(INIT_SEED); let (_, d) = wmmse(&p, &params, &mut rng).expect("x"); eprintln!("DIAG m{m}: iters {} converged {} trace {:?}", d.n_iterations, d.converged, d.objective_trace); }
         group.bench_function(id(m, k, nk), |b| {
             b.iter(|| {
                 let mut rng = ChaCha8Rng::seed_from_u64(INIT_SEED);
