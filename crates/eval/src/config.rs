@@ -176,7 +176,7 @@ pub struct MethodConfig {
     /// WMMSE relative WSR change to stop at (default 1e-3).
     #[serde(default)]
     pub tolerance: Option<f64>,
-    /// WMMSE initialisation: `"random"` (default) or `"mrt"`.
+    /// WMMSE initialisation: `"rzf"` (default), `"random"` or `"mrt"`.
     #[serde(default)]
     pub init: Option<String>,
 }
@@ -382,9 +382,9 @@ impl ExperimentConfig {
                 ));
             }
             if let Some(init) = &m.init {
-                if init != "random" && init != "mrt" {
+                if !["rzf", "random", "mrt"].contains(&init.as_str()) {
                     return Err(format!(
-                        "{}init must be \"random\" or \"mrt\", got {init:?}",
+                        "{}init must be \"rzf\", \"random\" or \"mrt\", got {init:?}",
                         at_line(text, "method", i, "init")
                     ));
                 }

@@ -52,8 +52,11 @@ pub struct Manifest {
     pub seed: u64,
     /// The full resolved configuration.
     pub config: ExperimentConfig,
-    /// Hash of (configuration, profile, samples, values): results are resumed only when it matches.
+    /// Hash of (configuration, profile, samples, values, code): results are resumed only when it
+    /// matches, so a rebuilt program never mixes its numbers with those of an older build.
     pub fingerprint: String,
+    /// Hash of the executable that produced the results.
+    pub code_hash: String,
     /// `git describe`-style revision of the code that produced the results (`-dirty` when the
     /// work tree had changes), or "unknown".
     pub git_revision: String,
@@ -69,8 +72,10 @@ impl Manifest {
     /// Builds the manifest of a run.
     #[must_use]
     pub fn new(cfg: &ExperimentConfig, profile: &str, samples: usize, values: &[f64]) -> Self {
-        let key = serde_json::to_string(&(cfg, profile, samples, values)).unwrap_or_default();
+        let code_hash = code_hash();
+        let key = serde_json::to_string(&(cfg, profile, samples, values, &code_hash)).unwrap_or_default();
         Self {
+            code_hash,
             experiment: cfg.experiment.clone(),
             profile: profile.to_string(),
             samples,
@@ -97,6 +102,18 @@ impl Manifest {
 
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// FNV-1a hash of the running executable (computed once per process).
+fn code_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        std::env::current_exe()
+            .and_then(std::fs::read)
+            .map(|bytes| format!("{:016x}", fnv1a(&bytes)))
+            .unwrap_or_else(|_| "unknown".into())
+    })
+    .clone()
 }
 
 fn git_revision() -> String {

@@ -9,8 +9,8 @@
 //!
 //! # Resume
 //! After each point the results CSV is rewritten atomically (temp file + rename). A rerun with the
-//! same resolved configuration skips every (point, method) row already present; a changed
-//! configuration starts afresh.
+//! same resolved configuration and the same executable skips every (point, method) row already
+//! present; a changed configuration or a rebuilt program starts afresh.
 
 use std::path::Path;
 use std::time::Instant;
@@ -44,12 +44,13 @@ pub fn build_method(cfg: &MethodConfig) -> Result<Box<dyn Beamformer>, EvalError
                 p.tolerance = t;
             }
             p.init = match cfg.init.as_deref() {
-                None | Some("random") => WmmseInit::Random,
+                None | Some("rzf") => WmmseInit::Rzf,
+                Some("random") => WmmseInit::Random,
                 Some("mrt") => WmmseInit::Mrt,
                 Some(other) => {
                     return Err(EvalError::Config {
                         origin: "method wmmse".into(),
-                        message: format!("init must be \"random\" or \"mrt\", got {other:?}"),
+                        message: format!("init must be \"rzf\", \"random\" or \"mrt\", got {other:?}"),
                     });
                 }
             };
