@@ -1,5 +1,5 @@
-//! Criterion benchmarks of the classical precoders: WMMSE (default parameters: tolerance 1e-3,
-//! at most 100 iterations), ZF and RZF on i.i.d. Rayleigh channels at `P = 10`, unit noise
+//! Criterion benchmarks of the classical precoders: WMMSE (three variants, see `bench_wmmse`), ZF
+//! and RZF on i.i.d. Rayleigh channels at `P = 10`, unit noise
 //! (SNR 10 dB).
 //!
 //! Ids carry the sizes: `wmmse/m64-k4-nk2` is `M = 64` transmit antennas, `K = 4` users with
@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use beamlab_baselines::{WmmseParams, rzf, wmmse, zf};
+use beamlab_baselines::{WmmseInit, WmmseParams, rzf, wmmse, zf};
 use beamlab_core::Problem;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
@@ -39,18 +39,27 @@ fn id(m: usize, k: usize, nk: usize) -> BenchmarkId {
 }
 
 fn bench_wmmse(c: &mut Criterion) {
-    let params = WmmseParams::default();
-    let mut group = c.benchmark_group("wmmse");
-    for (m, k, nk) in SIZES {
-        let p = problem(m, k, nk);
-        group.bench_function(id(m, k, nk), |b| {
-            b.iter(|| {
-                let mut rng = ChaCha8Rng::seed_from_u64(INIT_SEED);
-                wmmse(black_box(&p), black_box(&params), &mut rng).expect("wmmse")
+    // `wmmse`: the default (RZF start, tolerance 1e-3); `wmmse_random_start`: the GLNN paper's
+    // random start; `wmmse_100it`: exactly 100 iterations (tolerance 0), the per-sample cost of
+    // a WMMSE run to the iteration cap.
+    let variants = [
+        ("wmmse", WmmseParams::default()),
+        ("wmmse_random_start", WmmseParams { init: WmmseInit::Random, ..WmmseParams::default() }),
+        ("wmmse_100it", WmmseParams { tolerance: 0.0, max_n_iterations: 100, init: WmmseInit::Random }),
+    ];
+    for (name, params) in variants {
+        let mut group = c.benchmark_group(name);
+        for (m, k, nk) in SIZES {
+            let p = problem(m, k, nk);
+            group.bench_function(id(m, k, nk), |b| {
+                b.iter(|| {
+                    let mut rng = ChaCha8Rng::seed_from_u64(INIT_SEED);
+                    wmmse(black_box(&p), black_box(&params), &mut rng).expect("wmmse")
+                });
             });
-        });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn bench_zf(c: &mut Criterion) {

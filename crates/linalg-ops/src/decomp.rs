@@ -13,6 +13,12 @@ use ndarray_linalg::{
 
 use crate::{LinalgError, c64, check_finite, check_square};
 
+/// Eigenvalues (ascending) and eigenvectors (columns).
+pub type Eigen = (Array1<f64>, Array2<c64>);
+
+/// Thin SVD factors `(U, s, V^H)`.
+pub type Svd = (Array2<c64>, Array1<f64>, Array2<c64>);
+
 /// Returns a column-major copy of `a` (the layout LAPACK sees natively).
 fn fortran_copy(a: ArrayView2<'_, c64>) -> Array2<c64> {
     let mut f = Array2::<c64>::zeros(a.raw_dim().f());
@@ -43,7 +49,7 @@ fn lapack(e: ndarray_linalg::error::LinalgError) -> LinalgError {
 /// # Errors
 /// [`LinalgError::NotSquare`], [`LinalgError::Empty`], [`LinalgError::NonFinite`], or a LAPACK
 /// failure.
-pub fn self_adjoint_eigen(a: ArrayView2<'_, c64>) -> Result<(Array1<f64>, Array2<c64>), LinalgError> {
+pub fn self_adjoint_eigen(a: ArrayView2<'_, c64>) -> Result<Eigen, LinalgError> {
     check_square(a, "self_adjoint_eigen")?;
     check_finite(a, "self_adjoint_eigen")?;
     let f = hermitian_part(a);
@@ -54,7 +60,7 @@ pub fn self_adjoint_eigen(a: ArrayView2<'_, c64>) -> Result<(Array1<f64>, Array2
 ///
 /// # Errors
 /// The first error of any member, tagged with its index.
-pub fn self_adjoint_eigen_batch(mats: &[Array2<c64>]) -> Result<Vec<(Array1<f64>, Array2<c64>)>, LinalgError> {
+pub fn self_adjoint_eigen_batch(mats: &[Array2<c64>]) -> Result<Vec<Eigen>, LinalgError> {
     mats.iter()
         .enumerate()
         .map(|(i, m)| self_adjoint_eigen(m.view()).map_err(|e| LinalgError::InBatch { index: i, source: Box::new(e) }))
@@ -68,10 +74,7 @@ pub fn self_adjoint_eigen_batch(mats: &[Array2<c64>]) -> Result<Vec<(Array1<f64>
 ///
 /// # Errors
 /// Shape errors, non-finite input, or [`LinalgError::NotPositiveDefinite`] when `B` is not HPD.
-pub fn generalized_self_adjoint_eigen(
-    a: ArrayView2<'_, c64>,
-    b: ArrayView2<'_, c64>,
-) -> Result<(Array1<f64>, Array2<c64>), LinalgError> {
+pub fn generalized_self_adjoint_eigen(a: ArrayView2<'_, c64>, b: ArrayView2<'_, c64>) -> Result<Eigen, LinalgError> {
     check_square(a, "generalized_self_adjoint_eigen (A)")?;
     check_square(b, "generalized_self_adjoint_eigen (B)")?;
     if a.nrows() != b.nrows() {
@@ -190,7 +193,7 @@ pub fn log_det_hpd(a: ArrayView2<'_, c64>) -> Result<f64, LinalgError> {
 ///
 /// # Errors
 /// Empty or non-finite input, or a LAPACK failure.
-pub fn svd(a: ArrayView2<'_, c64>) -> Result<(Array2<c64>, Array1<f64>, Array2<c64>), LinalgError> {
+pub fn svd(a: ArrayView2<'_, c64>) -> Result<Svd, LinalgError> {
     if a.is_empty() {
         return Err(LinalgError::Empty { what: "svd" });
     }

@@ -191,6 +191,9 @@ pub fn hybrid_chain_rule(
     Ok((g_f, g_d))
 }
 
+/// `(rates, ∂/∂F*, ∂/∂D*)` of a hybrid precoder.
+pub type HybridGradient = (Array1<f64>, Array2<c64>, Array2<c64>);
+
 /// Rates and gradients `(∂/∂F*, ∂/∂D*)` of `Σ_k c_k R_k` for a hybrid precoder (MISO or MIMO users).
 ///
 /// # Errors
@@ -201,7 +204,7 @@ pub fn hybrid_rate_gradient(
     d: ArrayView2<'_, c64>,
     noise: &[f64],
     coeffs: &[f64],
-) -> Result<(Array1<f64>, Array2<c64>, Array2<c64>), LinalgError> {
+) -> Result<HybridGradient, LinalgError> {
     let w = crate::hybrid_product(f, d)?;
     let (rates, g_w) = rate_gradient(h, w.view(), noise, coeffs)?;
     let (g_f, g_d) = hybrid_chain_rule(f, d, g_w.view())?;

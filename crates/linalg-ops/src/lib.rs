@@ -37,11 +37,11 @@ pub mod rates;
 pub mod small;
 
 pub use decomp::{
-    cholesky, cholesky_solve, frobenius_norm, generalized_self_adjoint_eigen, inverse, log_det_hpd, lu_solve, pinv,
-    self_adjoint_eigen, self_adjoint_eigen_batch, spectral_norm, svd,
+    Eigen, Svd, cholesky, cholesky_solve, frobenius_norm, generalized_self_adjoint_eigen, inverse, log_det_hpd,
+    lu_solve, pinv, self_adjoint_eigen, self_adjoint_eigen_batch, spectral_norm, svd,
 };
 pub use grad::{
-    LossGradient, PenalisedLoss, base_matrix_chain_rule, hybrid_chain_rule, hybrid_rate_gradient,
+    HybridGradient, LossGradient, PenalisedLoss, base_matrix_chain_rule, hybrid_chain_rule, hybrid_rate_gradient,
     penalised_loss_gradient, rate_gradient, wsr_gradient,
 };
 pub use project::{
