@@ -230,6 +230,35 @@ pub fn base_matrix_chain_rule(
     Ok(h_stacked.dot(&g_w))
 }
 
+/// Chain rule through the total-power normalisation `W = √P · V / ‖V‖_F`: given
+/// `G_W = ∂f/∂W*` at `W`, returns `∂f/∂V* = (√P/‖V‖) (G_W − Re tr(G_W^H V) V / ‖V‖²)`
+/// (the component along `V`, which the normalisation removes, is projected out).
+///
+/// # Errors
+/// Shape mismatch, non-positive power, or an all-zero `V`.
+pub fn power_normalization_chain_rule(
+    v: ArrayView2<'_, c64>,
+    g_w: ArrayView2<'_, c64>,
+    power: f64,
+) -> Result<Array2<c64>, LinalgError> {
+    crate::project::check_power_value(power)?;
+    if v.dim() != g_w.dim() {
+        return Err(LinalgError::ShapeMismatch {
+            what: "power-normalisation chain rule",
+            expected: format!("gradient of shape {:?}", v.dim()),
+            found: format!("{:?}", g_w.dim()),
+        });
+    }
+    let n2 = crate::total_power(v);
+    if n2 <= f64::MIN_POSITIVE {
+        return Err(LinalgError::Degenerate("cannot differentiate the normalisation of an all-zero matrix".into()));
+    }
+    let n = n2.sqrt();
+    let inner: f64 = g_w.iter().zip(v.iter()).map(|(g, x)| (g.conj() * x).re).sum();
+    let c = power.sqrt() / n;
+    Ok(Array2::from_shape_fn(v.dim(), |ij| (g_w[ij] - v[ij] * (inner / n2)) * c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +354,26 @@ mod tests {
             loss.value_and_rate_derivative(r.as_slice().unwrap()).0
         };
         assert!(fd_check(&f, &x, &g_x, 3) < 1e-6);
+    }
+
+    #[test]
+    fn power_normalization_gradient_matches_finite_differences() {
+        let (m, k, nk) = (10usize, 3usize, 2usize);
+        let h = rand_blocks(k, nk, m, 15);
+        let v = rand_mat(m, k, 16);
+        let noise = vec![1.0; k];
+        let loss = PenalisedLoss::glnn();
+        let p = 7.0;
+        let f = |vv: &Array2<c64>| {
+            let w = crate::normalize_total_power(vv.view(), p).unwrap();
+            let r = user_rates(&h, w.view(), &noise).unwrap();
+            loss.value_and_rate_derivative(r.as_slice().unwrap()).0
+        };
+        let w = crate::normalize_total_power(v.view(), p).unwrap();
+        let lg = penalised_loss_gradient(&h, w.view(), &noise, &loss).unwrap();
+        let g_v = power_normalization_chain_rule(v.view(), lg.grad.view(), p).unwrap();
+        assert!(fd_check(&f, &v, &g_v, 17) < 1e-6);
+        assert!(power_normalization_chain_rule(Array2::zeros((2, 2)).view(), Array2::zeros((2, 2)).view(), 1.0).is_err());
     }
 
     #[test]

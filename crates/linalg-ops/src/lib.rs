@@ -42,7 +42,7 @@ pub use decomp::{
 };
 pub use grad::{
     HybridGradient, LossGradient, PenalisedLoss, base_matrix_chain_rule, hybrid_chain_rule, hybrid_rate_gradient,
-    penalised_loss_gradient, rate_gradient, wsr_gradient,
+    penalised_loss_gradient, power_normalization_chain_rule, rate_gradient, wsr_gradient,
 };
 pub use project::{
     check_power, check_unit_modulus, normalize_total_power, project_power_ball, project_unit_modulus, total_power,
