@@ -38,7 +38,7 @@ use std::path::Path;
 
 use beamlab_linalg_ops::c64;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_nn::{AdamW, Init, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use ndarray::Array2;
 
 pub use candle_core;
@@ -238,6 +238,132 @@ pub fn load_checkpoint(vars: &VarMap, path: &Path) -> Result<(), BridgeError> {
     Ok(())
 }
 
+/// A `VarBuilder` whose new variables are drawn from a seeded generator instead of candle's
+/// unseeded one, so that the same seed gives the same network. Each variable's values depend only
+/// on `(seed, name, shape, init)`, not on creation order. Variables are stored in `vars`
+/// (trainable, checkpointable). Supports every `candle_nn::Init`.
+#[must_use]
+pub fn seeded_var_builder(vars: &VarMap, seed: u64, dtype: DType, device: &Device) -> VarBuilder<'static> {
+    VarBuilder::from_backend(Box::new(SeededBackend { vars: vars.clone(), seed }), dtype, device.clone())
+}
+
+struct SeededBackend {
+    vars: VarMap,
+    seed: u64,
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn draw(init: Init, shape: &candle_core::Shape, seed: u64) -> Vec<f64> {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal, Uniform};
+    let n = shape.elem_count();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let uniform = |lo: f64, up: f64, rng: &mut rand_chacha::ChaCha8Rng| -> Vec<f64> {
+        match Uniform::new(lo, up) {
+            Ok(d) => (0..n).map(|_| d.sample(rng)).collect(),
+            Err(_) => vec![lo; n],
+        }
+    };
+    match init {
+        Init::Const(c) => vec![c; n],
+        Init::Randn { mean, stdev } => (0..n)
+            .map(|_| mean + stdev * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng))
+            .collect(),
+        Init::Uniform { lo, up } => uniform(lo, up, &mut rng),
+        Init::Kaiming { dist, fan, non_linearity } => {
+            let std = non_linearity.gain() / (fan.for_shape(shape) as f64).sqrt();
+            match dist {
+                candle_nn::init::NormalOrUniform::Uniform => {
+                    let b = 3f64.sqrt() * std;
+                    uniform(-b, b, &mut rng)
+                }
+                candle_nn::init::NormalOrUniform::Normal => (0..n)
+                    .map(|_| std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng))
+                    .collect(),
+            }
+        }
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for SeededBackend {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let mut data =
+            self.vars.data().lock().map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?;
+        if let Some(v) = data.get(name) {
+            if v.shape() != &s {
+                return Err(candle_core::Error::Msg(format!("shape mismatch on {name}: {s:?} <> {:?}", v.shape())));
+            }
+            return Ok(v.as_tensor().clone());
+        }
+        let values = draw(h, &s, self.seed ^ fnv1a(name.as_bytes()).rotate_left(17));
+        let var = candle_core::Var::from_tensor(&Tensor::from_vec(values, s, dev)?.to_dtype(dtype)?)?;
+        let t = var.as_tensor().clone();
+        data.insert(name.to_string(), var);
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+        let data = self.vars.data().lock().map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?;
+        data.get(name)
+            .map(|v| v.as_tensor().clone())
+            .ok_or_else(|| candle_core::Error::Msg(format!("no variable named {name}")))
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.vars.data().lock().map(|d| d.contains_key(name)).unwrap_or(false)
+    }
+}
+
+/// Deep copies of every variable (for rolling back a diverged optimiser step).
+///
+/// # Errors
+/// candle errors.
+pub fn snapshot(vars: &VarMap) -> Result<Vec<(String, Tensor)>, BridgeError> {
+    let data = vars.data().lock().map_err(|_| BridgeError::Shape("variable map lock poisoned".into()))?;
+    let mut out = Vec::with_capacity(data.len());
+    for (name, var) in data.iter() {
+        out.push((name.clone(), var.as_tensor().copy()?));
+    }
+    Ok(out)
+}
+
+/// Restores a [`snapshot`].
+///
+/// # Errors
+/// candle errors, or a name missing from `vars`.
+pub fn restore(vars: &VarMap, snap: &[(String, Tensor)]) -> Result<(), BridgeError> {
+    let data = vars.data().lock().map_err(|_| BridgeError::Shape("variable map lock poisoned".into()))?;
+    for (name, t) in snap {
+        let var = data.get(name).ok_or_else(|| BridgeError::Shape(format!("no variable named {name}")))?;
+        var.set(t)?;
+    }
+    Ok(())
+}
+
+/// Whether every variable is finite.
+///
+/// # Errors
+/// candle errors.
+pub fn all_finite(vars: &VarMap) -> Result<bool, BridgeError> {
+    for v in vars.all_vars() {
+        let vals: Vec<f64> = v.as_tensor().to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        if vals.iter().any(|x| !x.is_finite()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Runs one optimiser step on the gradient of `loss`.
 ///
 /// # Errors
@@ -313,6 +439,52 @@ mod tests {
         xm[[1, 0]] -= c64::new(t, 0.0);
         let fd = (f(&xp) - f(&xm)) / (2.0 * t);
         assert!((fd - g_re[1][0]).abs() < 1e-6 * fd.abs().max(1.0), "fd {fd} vs injected {}", g_re[1][0]);
+    }
+
+    #[test]
+    fn seeded_builder_is_deterministic_and_order_free() {
+        let build = |order: [&str; 2], seed: u64| {
+            let vm = VarMap::new();
+            let vb = seeded_var_builder(&vm, seed, DType::F64, &Device::Cpu);
+            for name in order {
+                candle_nn::linear(3, 2, vb.pp(name)).unwrap();
+            }
+            let mut d: Vec<(String, Vec<f64>)> = vm
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
+                .collect();
+            d.sort_by(|a, b| a.0.cmp(&b.0));
+            d
+        };
+        let a = build(["l1", "l2"], 5);
+        assert_eq!(a, build(["l2", "l1"], 5));
+        assert_ne!(a, build(["l1", "l2"], 6));
+        // The requested distribution is honoured.
+        let vm = VarMap::new();
+        let vb = seeded_var_builder(&vm, 9, DType::F64, &Device::Cpu);
+        let u = vb.get_with_hints((100, 50), "u", Init::Uniform { lo: -0.5, up: 0.5 }).unwrap();
+        let v: Vec<f64> = u.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(v.iter().all(|x| (-0.5..0.5).contains(x)));
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(mean.abs() < 0.02 && (var - 1.0 / 12.0).abs() < 0.005, "mean {mean} var {var}");
+    }
+
+    #[test]
+    fn snapshot_restores_after_divergence() {
+        let vm = VarMap::new();
+        let vb = seeded_var_builder(&vm, 1, DType::F64, &Device::Cpu);
+        let _ = candle_nn::linear(2, 2, vb).unwrap();
+        let snap = snapshot(&vm).unwrap();
+        for v in vm.all_vars() {
+            v.set(&v.as_tensor().affine(0.0, f64::NAN).unwrap()).unwrap();
+        }
+        assert!(!all_finite(&vm).unwrap());
+        restore(&vm, &snap).unwrap();
+        assert!(all_finite(&vm).unwrap());
     }
 
     #[test]
