@@ -373,7 +373,9 @@ mod tests {
         let lg = penalised_loss_gradient(&h, w.view(), &noise, &loss).unwrap();
         let g_v = power_normalization_chain_rule(v.view(), lg.grad.view(), p).unwrap();
         assert!(fd_check(&f, &v, &g_v, 17) < 1e-6);
-        assert!(power_normalization_chain_rule(Array2::zeros((2, 2)).view(), Array2::zeros((2, 2)).view(), 1.0).is_err());
+        assert!(
+            power_normalization_chain_rule(Array2::zeros((2, 2)).view(), Array2::zeros((2, 2)).view(), 1.0).is_err()
+        );
     }
 
     #[test]
