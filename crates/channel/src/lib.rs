@@ -12,6 +12,10 @@
 //! - [`rayleigh()`]: i.i.d. Rayleigh MU-MIMO, entries `CN(0, 1)`;
 //! - [`saleh_valenzuela()`]: the clustered mmWave ULA MISO channel of GGML
 //!   (`N_c` clusters × `N_ray` Laplacian rays, `E‖h_k‖² = M`);
+//! - [`StreetCanyon`]: users moving in a street canyon (image-method LoS, wall, wall–wall and
+//!   ground reflections with ITU-R P.2040 concrete Fresnel coefficients, fixed point scatterers),
+//!   recomputed every slot over a speed schedule — the DeepMIMO O1 substitute for GLNN's dynamic
+//!   scenario;
 //! - [`awgn_estimate`], [`relative_estimate`] and [`CsiModel`]: imperfect CSI, `Ĥ = H + E`;
 //! - [`write_channels_npy`], [`read_channels_npy`] and their precoder twins: `complex128`
 //!   `.npy` IO, so that DeepMIMO / QuaDRiGa / Sionna exports can be used in place of the synthetic
@@ -21,8 +25,8 @@
 //!
 //! The synthetic models are honest substitutes for data sets that cannot be downloaded here; they
 //! are documented as such and reproduce the statistics stated in their docs, not the data sets.
-//! The spatially correlated UPA, 3GPP 38.901 UMa, street-canyon and random-walk models of the
-//! channel spec are not implemented yet, nor are pilot-based estimates or feedback quantisation.
+//! The spatially correlated UPA, 3GPP 38.901 UMa and random-walk models of the channel spec are not
+//! implemented yet, nor are pilot-based estimates or feedback quantisation.
 //!
 //! ## Example
 //!
@@ -52,11 +56,16 @@ use std::path::PathBuf;
 pub mod csi;
 pub mod npy;
 pub mod rayleigh;
+pub mod street_canyon;
 pub mod sv;
 
 pub use csi::{CsiModel, awgn_estimate, cee_to_variance, relative_estimate};
 pub use npy::{read_channels_npy, read_precoders_npy, write_channels_npy, write_precoders_npy};
 pub use rayleigh::rayleigh;
+pub use street_canyon::{
+    Normalisation, PathKind, Polarisation, PropagationPath, Scatterer, StreetCanyon, StreetCanyonParams, UserState,
+    Wall, concrete_permittivity, fresnel_reflection,
+};
 pub use sv::{SvParams, saleh_valenzuela, ula_response};
 
 /// Errors of the channel crate: bad parameters, file-system failures, malformed files, or a
