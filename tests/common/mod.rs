@@ -34,6 +34,11 @@ kind = "rzf"
 [[method]]
 kind = "wmmse"
 max_n_iterations = 50
+[[method]]
+kind = "glnn"
+[[method]]
+kind = "lagd"
+n_iterations = 100
 "#
     );
     ExperimentConfig::from_toml_str(&text, "small_config").expect("the test config is valid")

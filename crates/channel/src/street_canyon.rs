@@ -888,7 +888,9 @@ mod tests {
         }
         for s in sc.scatterers() {
             let [x, y, z] = s.position_m;
-            assert!(x >= p.start_x_m.0 && x <= p.start_x_m.1 && y.abs() <= w - p.wall_margin_m && z >= 1.0 && z <= 5.0);
+            assert!(
+                x >= p.start_x_m.0 && x <= p.start_x_m.1 && y.abs() <= w - p.wall_margin_m && (1.0..=5.0).contains(&z)
+            );
         }
     }
 

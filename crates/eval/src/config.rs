@@ -133,6 +133,9 @@ pub enum SweepAxis {
     PowerDbm,
     /// CSI error level in dB (requires `csi.model = "awgn"`; its `cee_db` is replaced).
     CeeDb,
+    /// Number of transmit antennas `M` (replaces `scenario.n_tx`; SNR from `fixed_dbm`, default
+    /// 10 dB).
+    NTx,
 }
 
 impl SweepAxis {
@@ -143,6 +146,7 @@ impl SweepAxis {
             SweepAxis::SnrDb => "SNR (dB)",
             SweepAxis::PowerDbm => "Transmit power P (dBm)",
             SweepAxis::CeeDb => "Channel estimation error CEE (dB)",
+            SweepAxis::NTx => "Transmit antennas M",
         }
     }
 }
@@ -179,6 +183,24 @@ pub struct MethodConfig {
     /// WMMSE initialisation: `"rzf"` (default), `"random"` or `"mrt"`.
     #[serde(default)]
     pub init: Option<String>,
+    /// Learning rate (GLNN 0.01, LAGD 0.01).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    /// GLNN passes per sample `N_e` (3).
+    #[serde(default)]
+    pub n_passes: Option<usize>,
+    /// LAGD training iterations per sample (500).
+    #[serde(default)]
+    pub n_iterations: Option<usize>,
+    /// GLNN+ option: accumulate `X` over the passes (default true for `glnn_plus`).
+    #[serde(default)]
+    pub accumulate: Option<bool>,
+    /// GLNN+ option: warm start from the previous sample (default true for `glnn_plus`).
+    #[serde(default)]
+    pub warm_start: Option<bool>,
+    /// GLNN+ option: RMS-normalised input gradient (default true for `glnn_plus`).
+    #[serde(default)]
+    pub normalise_input: Option<bool>,
 }
 
 /// Methods the runner knows.
@@ -193,13 +215,32 @@ pub enum MethodId {
     Rzf,
     /// WMMSE.
     Wmmse,
+    /// GLNN as published (with the power constraint kept exactly).
+    Glnn,
+    /// GLNN with beamlab's documented improvements.
+    GlnnPlus,
+    /// LAGD (learning to optimise by gradient descent).
+    Lagd,
 }
 
 impl MethodConfig {
     /// A method with default hyper-parameters.
     #[must_use]
     pub fn of(kind: MethodId) -> Self {
-        Self { kind, name: None, alpha: None, max_n_iterations: None, tolerance: None, init: None }
+        Self {
+            kind,
+            name: None,
+            alpha: None,
+            max_n_iterations: None,
+            tolerance: None,
+            init: None,
+            learning_rate: None,
+            n_passes: None,
+            n_iterations: None,
+            accumulate: None,
+            warm_start: None,
+            normalise_input: None,
+        }
     }
 
     /// Display name of the method.
@@ -211,6 +252,9 @@ impl MethodConfig {
                 MethodId::Zf => "ZF",
                 MethodId::Rzf => "RZF",
                 MethodId::Wmmse => "WMMSE",
+                MethodId::Glnn => "GLNN",
+                MethodId::GlnnPlus => "GLNN+",
+                MethodId::Lagd => "LAGD",
             }
             .to_string()
         })
@@ -232,6 +276,25 @@ impl MethodConfig {
             if self.init.is_some() {
                 bad.push("init");
             }
+        }
+        let glnn = matches!(self.kind, MethodId::Glnn | MethodId::GlnnPlus);
+        if self.learning_rate.is_some() && !(glnn || self.kind == MethodId::Lagd) {
+            bad.push("learning_rate");
+        }
+        if !glnn {
+            for (key, set) in [
+                ("n_passes", self.n_passes.is_some()),
+                ("accumulate", self.accumulate.is_some()),
+                ("warm_start", self.warm_start.is_some()),
+                ("normalise_input", self.normalise_input.is_some()),
+            ] {
+                if set {
+                    bad.push(key);
+                }
+            }
+        }
+        if self.n_iterations.is_some() && self.kind != MethodId::Lagd {
+            bad.push("n_iterations");
         }
         bad
     }
@@ -278,9 +341,24 @@ pub struct CheckConfig {
     pub better: String,
     /// Method it is compared with.
     pub than: String,
-    /// Required advantage in bit/s/Hz (default 0; negative allows a tolerance).
+    /// Required advantage in the metric's unit (default 0; negative allows a tolerance). For
+    /// `time_ms` the advantage is `than − better` (faster is better).
     #[serde(default)]
     pub margin: f64,
+    /// Required relative advantage, e.g. 0.0415 for "+4.15 %" (SE: `(better − than)/than`; time:
+    /// `(than − better)/than`, so 0.9839 means "at most 1.61 % of the time").
+    #[serde(default)]
+    pub relative_margin: Option<f64>,
+    /// Only at this sweep value (default: every point).
+    #[serde(default)]
+    pub at: Option<f64>,
+    /// Metric compared (default sum SE).
+    #[serde(default = "default_metric")]
+    pub metric: Metric,
+}
+
+fn default_metric() -> Metric {
+    Metric::SumSe
 }
 
 impl ExperimentConfig {
@@ -392,6 +470,10 @@ impl ExperimentConfig {
         }
         if self.sweep.values.is_empty() || self.sweep.values.iter().any(|v| !v.is_finite()) {
             return Err("sweep.values must be a non-empty list of finite numbers".into());
+        }
+        let all_values = self.profile.values().filter_map(|p| p.values.as_ref()).flatten().chain(&self.sweep.values);
+        if self.sweep.axis == SweepAxis::NTx && all_values.clone().any(|v| !(*v >= 1.0 && v.fract() == 0.0)) {
+            return Err("sweep.axis = \"n_tx\" needs whole numbers >= 1".into());
         }
         if self.sweep.axis == SweepAxis::CeeDb && self.csi.model != CsiKind::Awgn {
             return Err("sweep.axis = \"cee_db\" needs csi.model = \"awgn\"".into());

@@ -32,6 +32,9 @@ enum MethodName {
     Zf,
     Rzf,
     Wmmse,
+    Glnn,
+    GlnnPlus,
+    Lagd,
 }
 
 #[derive(Subcommand)]
@@ -170,8 +173,11 @@ fn run(cli: Cli) -> Result<()> {
                 MethodName::Zf => MethodId::Zf,
                 MethodName::Rzf => MethodId::Rzf,
                 MethodName::Wmmse => MethodId::Wmmse,
+                MethodName::Glnn => MethodId::Glnn,
+                MethodName::GlnnPlus => MethodId::GlnnPlus,
+                MethodName::Lagd => MethodId::Lagd,
             });
-            let mut bf = build_method(&cfg)?;
+            let mut bf = build_method(&cfg, seed)?;
             let mut ws = Vec::with_capacity(hs.len());
             for (s, h) in hs.into_iter().enumerate() {
                 let problem =

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{CheckConfig, ExperimentConfig};
+use crate::config::{CheckConfig, ExperimentConfig, Metric};
 use crate::results::{Manifest, ResultRow};
 
 /// Outcome of one claim check.
@@ -11,33 +11,53 @@ use crate::results::{Manifest, ResultRow};
 pub struct CheckOutcome {
     /// The claim's text.
     pub claim: String,
-    /// Whether it holds at every sweep point.
+    /// Whether it holds at every considered sweep point.
     pub holds: bool,
-    /// Smallest advantage `better − than` (bit/s/Hz) over the points.
+    /// Smallest advantage of `better` over `than` (metric units; for time, `than − better`).
     pub worst_margin: f64,
+    /// Relative advantage at that point (advantage / `than`).
+    pub worst_relative: f64,
     /// Sweep value where the advantage is smallest.
     pub worst_x: f64,
+}
+
+fn metric_value(r: &ResultRow, metric: Metric) -> f64 {
+    match metric {
+        Metric::SumSe => r.sum_se_mean,
+        Metric::TimeMs => r.time_ms_mean,
+    }
 }
 
 /// Evaluates a claim on the rows of one experiment.
 #[must_use]
 pub fn check_claim(check: &CheckConfig, rows: &[ResultRow]) -> CheckOutcome {
-    let mut worst = (f64::INFINITY, f64::NAN);
-    for a in rows.iter().filter(|r| r.method == check.better) {
+    let mut worst = (f64::INFINITY, f64::NAN, f64::NAN);
+    let mut all_hold = true;
+    let mut any = false;
+    for a in rows.iter().filter(|r| r.method == check.better && check.at.is_none_or(|x| x == r.x)) {
         if let Some(b) = rows.iter().find(|r| r.method == check.than && r.point == a.point) {
-            let d = a.sum_se_mean - b.sum_se_mean;
+            any = true;
+            let (va, vb) = (metric_value(a, check.metric), metric_value(b, check.metric));
+            let d = match check.metric {
+                Metric::SumSe => va - vb,
+                Metric::TimeMs => vb - va,
+            };
             // A NaN (a method failed everywhere) must count as a failure of the claim.
             let d = if d.is_nan() { f64::NEG_INFINITY } else { d };
+            let rel = d / vb.abs();
+            let ok = d >= check.margin && check.relative_margin.is_none_or(|m| rel >= m);
+            all_hold &= ok;
             if d < worst.0 {
-                worst = (d, a.x);
+                worst = (d, rel, a.x);
             }
         }
     }
     CheckOutcome {
         claim: check.claim.clone(),
-        holds: worst.0.is_finite() && worst.0 >= check.margin,
+        holds: any && all_hold && worst.0.is_finite(),
         worst_margin: worst.0,
-        worst_x: worst.1,
+        worst_relative: worst.1,
+        worst_x: worst.2,
     }
 }
 
@@ -89,10 +109,21 @@ pub fn experiment_section(cfg: &ExperimentConfig, manifest: &Manifest, rows: &[R
         for c in &cfg.check {
             let o = check_claim(c, rows);
             let verdict = if o.holds { "holds" } else { "DOES NOT HOLD" };
+            let unit = match c.metric {
+                Metric::SumSe => "bit/s/Hz",
+                Metric::TimeMs => "ms",
+            };
+            let required = match c.relative_margin {
+                Some(r) => format!("≥ {} {unit} and ≥ {:.2} %", c.margin, 100.0 * r),
+                None => format!("≥ {} {unit}", c.margin),
+            };
             let _ = writeln!(
                 s,
-                "- {} — **{verdict}** (smallest advantage {:.3} bit/s/Hz at x = {}; required ≥ {})",
-                o.claim, o.worst_margin, o.worst_x, c.margin
+                "- {} — **{verdict}** (smallest advantage {:.3} {unit} = {:.2} % at x = {}; required {required})",
+                o.claim,
+                o.worst_margin,
+                100.0 * o.worst_relative,
+                o.worst_x
             );
         }
     }
@@ -122,7 +153,15 @@ mod tests {
 
     #[test]
     fn claims_are_checked_at_every_point() {
-        let c = CheckConfig { claim: "A beats B".into(), better: "A".into(), than: "B".into(), margin: 0.0 };
+        let c = CheckConfig {
+            claim: "A beats B".into(),
+            better: "A".into(),
+            than: "B".into(),
+            margin: 0.0,
+            relative_margin: None,
+            at: None,
+            metric: Metric::SumSe,
+        };
         let rows = vec![row("A", 0, 2.0), row("B", 0, 1.0), row("A", 1, 3.0), row("B", 1, 3.5)];
         let o = check_claim(&c, &rows);
         assert!(!o.holds);
@@ -131,5 +170,14 @@ mod tests {
         assert!(o.holds);
         let nan = vec![row("A", 0, f64::NAN), row("B", 0, 1.0)];
         assert!(!check_claim(&c, &nan).holds);
+        // Relative margin at one point: +100 % at x = 0 holds, +20 % required at x = 0.
+        let rel = CheckConfig { relative_margin: Some(0.2), at: Some(0.0), ..c.clone() };
+        let o = check_claim(&rel, &rows);
+        assert!(o.holds && (o.worst_relative - 1.0).abs() < 1e-12);
+        let rel = CheckConfig { relative_margin: Some(1.5), ..rel };
+        assert!(!check_claim(&rel, &rows).holds);
+        // No matching point: the claim cannot be confirmed.
+        let none = CheckConfig { at: Some(7.0), ..c };
+        assert!(!check_claim(&none, &rows).holds);
     }
 }

@@ -18,6 +18,8 @@ use std::time::Instant;
 use beamlab_baselines::{Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf};
 use beamlab_channel::{CsiModel, SvParams, rayleigh, saleh_valenzuela};
 use beamlab_core::{Beamformer, Channel, MethodKind, Problem, Sample, derive_seed};
+use beamlab_liquid_nn::glnn::{Glnn, GlnnParams};
+use beamlab_liquid_nn::lagd::{Lagd, LagdParams};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -26,11 +28,11 @@ use crate::EvalError;
 use crate::config::{CsiKind, ExperimentConfig, MethodConfig, MethodId, ScenarioModel, SweepAxis};
 use crate::results::{Manifest, ResultRow, read_rows, write_json_atomic, write_rows_atomic};
 
-/// Builds the beamformer a method table describes.
+/// Builds the beamformer a method table describes; `seed` initialises learned methods' weights.
 ///
 /// # Errors
 /// [`EvalError::Config`] for an invalid hyper-parameter.
-pub fn build_method(cfg: &MethodConfig) -> Result<Box<dyn Beamformer>, EvalError> {
+pub fn build_method(cfg: &MethodConfig, seed: u64) -> Result<Box<dyn Beamformer>, EvalError> {
     Ok(match cfg.kind {
         MethodId::Mrt => Box::new(Mrt),
         MethodId::Zf => Box::new(Zf),
@@ -57,6 +59,36 @@ pub fn build_method(cfg: &MethodConfig) -> Result<Box<dyn Beamformer>, EvalError
             p.check().map_err(|e| EvalError::Config { origin: "method wmmse".into(), message: e.to_string() })?;
             Box::new(Wmmse::new(p))
         }
+        MethodId::Glnn | MethodId::GlnnPlus => {
+            let plus = cfg.kind == MethodId::GlnnPlus;
+            let d = GlnnParams::default();
+            let params = GlnnParams {
+                learning_rate: cfg.learning_rate.unwrap_or(d.learning_rate),
+                n_passes: cfg.n_passes.unwrap_or(d.n_passes),
+                accumulate: cfg.accumulate.unwrap_or(plus),
+                warm_start: cfg.warm_start.unwrap_or(plus),
+                normalise_input: cfg.normalise_input.unwrap_or(plus),
+                seed,
+                ..d
+            };
+            let glnn = Glnn::new(params)
+                .map_err(|e| EvalError::Config {
+                    origin: format!("method {}", cfg.display_name()),
+                    message: e.to_string(),
+                })?
+                .with_name(&cfg.display_name());
+            Box::new(glnn)
+        }
+        MethodId::Lagd => {
+            let d = LagdParams::default();
+            Box::new(Lagd {
+                params: LagdParams {
+                    learning_rate: cfg.learning_rate.unwrap_or(d.learning_rate),
+                    n_iterations: cfg.n_iterations.unwrap_or(d.n_iterations),
+                    ..d
+                },
+            })
+        }
     })
 }
 
@@ -72,6 +104,7 @@ fn point_parameters(cfg: &ExperimentConfig, x: f64) -> (f64, f64, CsiModel) {
         SweepAxis::SnrDb => (db(x), 1.0, csi),
         SweepAxis::PowerDbm => (db(x), db(cfg.sweep.fixed_dbm.unwrap_or(0.0)), csi),
         SweepAxis::CeeDb => (db(cfg.sweep.fixed_dbm.unwrap_or(10.0)), 1.0, CsiModel::Awgn { cee_db: x }),
+        SweepAxis::NTx => (db(cfg.sweep.fixed_dbm.unwrap_or(10.0)), 1.0, csi),
     }
 }
 
@@ -82,7 +115,10 @@ fn point_parameters(cfg: &ExperimentConfig, x: f64) -> (f64, f64, CsiModel) {
 /// Channel-model or validation errors.
 pub fn draw_sample(cfg: &ExperimentConfig, x: f64, sample: usize) -> Result<Sample, EvalError> {
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, &[0, sample as u64]));
-    let sc = &cfg.scenario;
+    let mut sc = cfg.scenario.clone();
+    if cfg.sweep.axis == SweepAxis::NTx {
+        sc.n_tx = x as usize;
+    }
     let truth: Channel = match sc.model {
         ScenarioModel::Rayleigh => rayleigh(sc.n_users, sc.n_rx.unwrap_or(1), sc.n_tx, &mut rng)?,
         ScenarioModel::SalehValenzuela => {
@@ -154,7 +190,7 @@ pub fn run_point(
     for &m in methods {
         let mcfg = &cfg.method[m];
         let seed_of = |s: usize| derive_seed(cfg.seed, &[1, point as u64, s as u64, m as u64]);
-        let probe = build_method(mcfg)?;
+        let probe = build_method(mcfg, derive_seed(cfg.seed, &[2, point as u64, m as u64]))?;
         let outcomes: Vec<SampleOutcome> = if probe.kind() == MethodKind::Online {
             let mut method = probe;
             samples.iter().enumerate().map(|(s, smp)| run_one(method.as_mut(), smp, seed_of(s))).collect()
@@ -163,7 +199,7 @@ pub fn run_point(
                 .par_iter()
                 .enumerate()
                 .map(|(s, smp)| -> Result<SampleOutcome, EvalError> {
-                    let mut method = build_method(mcfg)?;
+                    let mut method = build_method(mcfg, derive_seed(cfg.seed, &[2, point as u64, m as u64]))?;
                     Ok(run_one(method.as_mut(), smp, seed_of(s)))
                 })
                 .collect::<Result<_, _>>()?
