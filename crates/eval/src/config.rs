@@ -75,6 +75,10 @@ pub enum ScenarioModel {
     Rayleigh,
     /// Saleh–Valenzuela mmWave ULA, single-antenna users.
     SalehValenzuela,
+    /// Moving users in a street canyon (geometric, 3.5 GHz, speeds 6/15/30 m/s over
+    /// 700/600/500 slots of 1 ms); sample `s` is slot `s` of one trajectory, so online methods
+    /// see a consistent channel evolution. `n_rx` defaults to 2.
+    StreetCanyon,
 }
 
 /// CSI at the transmitter (`[csi]`; default perfect).
@@ -392,7 +396,7 @@ impl ExperimentConfig {
         }
         let sc = &self.scenario;
         let misplaced_scenario: Vec<&str> = match sc.model {
-            ScenarioModel::Rayleigh => [
+            ScenarioModel::Rayleigh | ScenarioModel::StreetCanyon => [
                 ("n_clusters", sc.n_clusters.is_some()),
                 ("n_rays", sc.n_rays.is_some()),
                 ("angular_spread_deg", sc.angular_spread_deg.is_some()),
@@ -484,6 +488,9 @@ impl ExperimentConfig {
         for (name, p) in &self.profile {
             if p.samples == 0 {
                 return Err(format!("profile.{name}.samples must be >= 1"));
+            }
+            if self.scenario.model == ScenarioModel::StreetCanyon && p.samples > 1800 {
+                return Err(format!("profile.{name}.samples: the street-canyon trajectory has 1800 slots"));
             }
             if let Some(v) = &p.values {
                 if v.is_empty() || v.iter().any(|x| !x.is_finite()) {

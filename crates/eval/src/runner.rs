@@ -16,7 +16,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use beamlab_baselines::{Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf};
-use beamlab_channel::{CsiModel, SvParams, rayleigh, saleh_valenzuela};
+use std::sync::{Arc, Mutex};
+
+use beamlab_channel::{CsiModel, StreetCanyon, StreetCanyonParams, SvParams, rayleigh, saleh_valenzuela};
 use beamlab_core::{Beamformer, Channel, MethodKind, Problem, Sample, derive_seed};
 use beamlab_liquid_nn::glnn::{Glnn, GlnnParams};
 use beamlab_liquid_nn::lagd::{Lagd, LagdParams};
@@ -130,12 +132,36 @@ pub fn draw_sample(cfg: &ExperimentConfig, x: f64, sample: usize) -> Result<Samp
             };
             saleh_valenzuela(&params, sc.n_users, sc.n_tx, &mut rng)?
         }
+        ScenarioModel::StreetCanyon => {
+            street_canyon(cfg.seed, sc.n_users, sc.n_tx, sc.n_rx.unwrap_or(2))?.channel_at(sample)?
+        }
     };
     let (power, noise, model) = point_parameters(cfg, x);
     // Both channel models have unit expected power per entry.
     let estimate = model.estimate(&truth, &mut rng)?;
     let problem = Problem::new(estimate, noise, power)?.with_error_stats(model.error_stats(1.0))?;
     Ok(Sample { problem, truth })
+}
+
+/// The street-canyon scenario of an experiment, built once per (seed, sizes) and shared.
+fn street_canyon(seed: u64, n_users: usize, n_tx: usize, n_rx: usize) -> Result<Arc<StreetCanyon>, EvalError> {
+    type Key = (u64, usize, usize, usize);
+    static CACHE: Mutex<Vec<(Key, Arc<StreetCanyon>)>> = Mutex::new(Vec::new());
+    let key = (seed, n_users, n_tx, n_rx);
+    let mut cache = CACHE
+        .lock()
+        .map_err(|_| EvalError::Config { origin: "street canyon".into(), message: "cache lock poisoned".into() })?;
+    if let Some((_, sc)) = cache.iter().find(|(k, _)| *k == key) {
+        return Ok(Arc::clone(sc));
+    }
+    let params = StreetCanyonParams { n_tx, n_rx, ..StreetCanyonParams::default() };
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[3]));
+    let sc = Arc::new(StreetCanyon::new(params, n_users, &mut rng)?);
+    if cache.len() >= 8 {
+        cache.remove(0);
+    }
+    cache.push((key, Arc::clone(&sc)));
+    Ok(sc)
 }
 
 /// Per-sample outcome of one method.
@@ -364,6 +390,38 @@ kind = "wmmse"
         assert_ne!(a.problem.channel, a.truth, "CSI error must be applied");
         assert!((b.problem.power_budget - 10.0).abs() < 1e-12);
         assert_ne!(draw_sample(&c, 0.0, 3).unwrap().truth, a.truth);
+    }
+
+    #[test]
+    fn street_canyon_samples_follow_one_trajectory() {
+        let text = r#"
+experiment = "sc"
+title = "t"
+seed = 5
+[scenario]
+model = "street_canyon"
+n_tx = 16
+n_users = 2
+[sweep]
+axis = "snr_db"
+values = [0.0, 10.0]
+[profile.quick]
+samples = 3
+[[method]]
+kind = "zf"
+"#;
+        let c = ExperimentConfig::from_toml_str(text, "sc").unwrap();
+        let a = draw_sample(&c, 0.0, 1).unwrap();
+        assert_eq!(a.truth.n_rx(), vec![2, 2]);
+        assert_eq!(a.truth, draw_sample(&c, 10.0, 1).unwrap().truth);
+        let b = draw_sample(&c, 0.0, 2).unwrap();
+        // Consecutive slots of a slow trajectory are strongly correlated but not identical.
+        let (x, y) = (a.truth.stacked(), b.truth.stacked());
+        let ip: beamlab_linalg_ops::c64 = x.iter().zip(y.iter()).map(|(p, q)| p.conj() * q).sum();
+        let corr = ip.norm() / (a.truth.energy() * b.truth.energy()).sqrt();
+        assert!(corr > 0.9 && corr < 1.0, "correlation {corr}");
+        let too_long = text.replace("samples = 3", "samples = 2000");
+        assert!(ExperimentConfig::from_toml_str(&too_long, "sc").is_err());
     }
 
     #[test]
