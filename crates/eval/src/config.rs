@@ -37,6 +37,10 @@ pub struct ExperimentConfig {
     /// Claims checked against the results and listed in REPORT.md.
     #[serde(default)]
     pub check: Vec<CheckConfig>,
+    /// Complexity table: method name → complexity expression, printed in REPORT.md beside the
+    /// measured time per sample at every sweep point (e.g. the GLNN paper's Table I).
+    #[serde(default)]
+    pub complexity: BTreeMap<String, String>,
 }
 
 /// Channel model and sizes (`[scenario]`).
@@ -304,7 +308,10 @@ impl MethodConfig {
     }
 }
 
-/// A figure: one metric against the sweep axis, one line per method.
+/// A figure. `kind = "sweep"` (default): one metric against the sweep axis, one line per method.
+/// `kind = "series"`: the per-sample metric at one sweep point against the sample index (e.g. the
+/// slot of a moving-user trajectory), smoothed by a moving average that does not cross
+/// `phase_boundaries`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FigureConfig {
@@ -312,6 +319,29 @@ pub struct FigureConfig {
     pub name: String,
     /// Metric on the y axis.
     pub metric: Metric,
+    /// `"sweep"` (default) or `"series"`.
+    #[serde(default)]
+    pub kind: FigureKind,
+    /// Series: moving-average window in samples (default 50).
+    #[serde(default)]
+    pub window: Option<usize>,
+    /// Series: sample indices where a new phase starts (smoothing restarts there).
+    #[serde(default)]
+    pub phase_boundaries: Vec<usize>,
+    /// Series: index of the sweep point shown (default 0).
+    #[serde(default)]
+    pub point: usize,
+}
+
+/// Kinds of figure.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FigureKind {
+    /// Metric against the sweep axis.
+    #[default]
+    Sweep,
+    /// Per-sample metric against the sample index.
+    Series,
 }
 
 /// A per-sample metric.
@@ -505,6 +535,16 @@ impl ExperimentConfig {
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
                 return Err(format!("method name {n:?} is used twice; give one a `name`"));
+            }
+        }
+        for m in self.complexity.keys() {
+            if !names.contains(m) {
+                return Err(format!("complexity names unknown method {m:?}"));
+            }
+        }
+        for f in &self.figure {
+            if f.kind == FigureKind::Series && f.window == Some(0) {
+                return Err(format!("figure {}: window must be >= 1", f.name));
             }
         }
         for c in &self.check {

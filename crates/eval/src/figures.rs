@@ -8,7 +8,7 @@ use plotters::prelude::*;
 
 use crate::EvalError;
 use crate::config::{Metric, SweepAxis};
-use crate::results::ResultRow;
+use crate::results::{ResultRow, SampleRow};
 
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -58,12 +58,89 @@ pub fn series(rows: &[ResultRow], metric: Metric) -> Vec<(String, Vec<(f64, f64)
     out
 }
 
+/// Trailing moving average of the finite values within `window` samples, restarted at every
+/// phase boundary (so that a speed change is not smeared into the previous phase). Entries with
+/// no finite value in their window are NaN.
+#[must_use]
+pub fn moving_average_by_phase(values: &[f64], window: usize, boundaries: &[usize]) -> Vec<f64> {
+    let window = window.max(1);
+    let mut out = Vec::with_capacity(values.len());
+    let mut phase_start = 0;
+    for i in 0..values.len() {
+        if boundaries.contains(&i) {
+            phase_start = i;
+        }
+        let lo = phase_start.max((i + 1).saturating_sub(window));
+        let finite: Vec<f64> = values[lo..=i].iter().copied().filter(|v| v.is_finite()).collect();
+        out.push(if finite.is_empty() { f64::NAN } else { finite.iter().sum::<f64>() / finite.len() as f64 });
+    }
+    out
+}
+
+/// Per-method series `(method, [(sample, smoothed value)])` of one sweep point.
+#[must_use]
+pub fn sample_series(
+    rows: &[SampleRow],
+    point: usize,
+    metric: Metric,
+    window: usize,
+    boundaries: &[usize],
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut methods: Vec<String> = Vec::new();
+    for r in rows.iter().filter(|r| r.point == point) {
+        if !methods.contains(&r.method) {
+            methods.push(r.method.clone());
+        }
+    }
+    methods
+        .into_iter()
+        .map(|m| {
+            let mut pts: Vec<&SampleRow> = rows.iter().filter(|r| r.point == point && r.method == m).collect();
+            pts.sort_by_key(|r| r.sample);
+            let vals: Vec<f64> = pts
+                .iter()
+                .map(|r| match metric {
+                    Metric::SumSe => r.sum_se,
+                    Metric::TimeMs => r.time_ms,
+                })
+                .collect();
+            let smooth = moving_average_by_phase(&vals, window, boundaries);
+            let series =
+                pts.iter().zip(smooth).filter(|(_, v)| v.is_finite()).map(|(r, v)| (r.sample as f64, v)).collect();
+            (m, series)
+        })
+        .collect()
+}
+
+/// Writes `<stem>.svg` and `<stem>.png` of a per-sample series (x: sample index).
+///
+/// # Errors
+/// [`EvalError::Figure`] naming the file.
+pub fn plot_series(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    metric: Metric,
+    data: &[(String, Vec<(f64, f64)>)],
+) -> Result<(), EvalError> {
+    register_font();
+    let svg = dir.join(format!("{stem}.svg"));
+    let png = dir.join(format!("{stem}.png"));
+    let x_label = "Sample (time slot)";
+    draw(SVGBackend::new(&svg, (900, 560)).into_drawing_area(), title, x_label, metric, data, false)
+        .map_err(|message| EvalError::Figure { path: svg.clone(), message })?;
+    draw(BitMapBackend::new(&png, (900, 560)).into_drawing_area(), title, x_label, metric, data, false)
+        .map_err(|message| EvalError::Figure { path: png.clone(), message })?;
+    Ok(())
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
-    axis: SweepAxis,
+    x_label: &str,
     metric: Metric,
     data: &[(String, Vec<(f64, f64)>)],
+    markers: bool,
 ) -> Result<(), String>
 where
     DB::ErrorType: 'static,
@@ -88,7 +165,7 @@ where
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc(axis.label())
+        .x_desc(x_label)
         .y_desc(metric.label())
         .label_style(("sans-serif", 14))
         .light_line_style(RGBColor(235, 235, 235))
@@ -101,7 +178,9 @@ where
             .map_err(|e| e.to_string())?
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
+        if markers {
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
+        }
     }
     chart
         .configure_series_labels()
@@ -131,9 +210,9 @@ pub fn plot(
     let data = series(rows, metric);
     let svg = dir.join(format!("{stem}.svg"));
     let png = dir.join(format!("{stem}.png"));
-    draw(SVGBackend::new(&svg, (800, 560)).into_drawing_area(), title, axis, metric, &data)
+    draw(SVGBackend::new(&svg, (800, 560)).into_drawing_area(), title, axis.label(), metric, &data, true)
         .map_err(|message| EvalError::Figure { path: svg.clone(), message })?;
-    draw(BitMapBackend::new(&png, (800, 560)).into_drawing_area(), title, axis, metric, &data)
+    draw(BitMapBackend::new(&png, (800, 560)).into_drawing_area(), title, axis.label(), metric, &data, true)
         .map_err(|message| EvalError::Figure { path: png.clone(), message })?;
     Ok(())
 }
@@ -156,6 +235,18 @@ mod tests {
             iterations_mean: 1.0,
             first_error: String::new(),
         }
+    }
+
+    #[test]
+    fn moving_average_restarts_at_phase_boundaries() {
+        let v = [1.0, 3.0, f64::NAN, 5.0, 10.0, 20.0];
+        let m = moving_average_by_phase(&v, 2, &[4]);
+        assert_eq!(m[0], 1.0);
+        assert_eq!(m[1], 2.0);
+        assert_eq!(m[2], 3.0); // NaN skipped
+        assert_eq!(m[3], 5.0);
+        assert_eq!(m[4], 10.0); // new phase: does not average with 5
+        assert_eq!(m[5], 15.0);
     }
 
     #[test]

@@ -152,8 +152,25 @@ pub fn reproduce(
             max_new_points: None,
         };
         let rows = run_experiment(cfg, &dir, &run)?;
+        let samples = if cfg.figure.iter().any(|f| f.kind == config::FigureKind::Series) {
+            results::read_samples(&dir.join("samples.csv"))?
+        } else {
+            Vec::new()
+        };
         for f in &cfg.figure {
-            figures::plot(&dir, &f.name, &cfg.title, cfg.sweep.axis, f.metric, &rows)?;
+            match f.kind {
+                config::FigureKind::Sweep => figures::plot(&dir, &f.name, &cfg.title, cfg.sweep.axis, f.metric, &rows)?,
+                config::FigureKind::Series => {
+                    let data = figures::sample_series(
+                        &samples,
+                        f.point,
+                        f.metric,
+                        f.window.unwrap_or(50),
+                        &f.phase_boundaries,
+                    );
+                    figures::plot_series(&dir, &f.name, &cfg.title, f.metric, &data)?;
+                }
+            }
         }
         let checks = cfg.check.iter().map(|c| report::check_claim(c, &rows)).collect();
         summaries.push(ExperimentSummary { experiment: cfg.experiment.clone(), rows, checks });
@@ -170,7 +187,8 @@ pub fn reproduce(
         else {
             continue;
         };
-        md.push_str(&report::experiment_section(cfg, &manifest, &rows));
+        let samples = results::read_samples(&dir.join("samples.csv")).unwrap_or_default();
+        md.push_str(&report::experiment_section(cfg, &manifest, &rows, &samples));
     }
     std::fs::create_dir_all(results_dir).map_err(|e| EvalError::Io { path: results_dir.to_path_buf(), source: e })?;
     results::write_atomic(&results_dir.join("REPORT.md"), md.as_bytes())?;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::config::{CheckConfig, ExperimentConfig, Metric};
-use crate::results::{Manifest, ResultRow};
+use crate::results::{Manifest, ResultRow, SampleRow};
 
 /// Outcome of one claim check.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +63,12 @@ pub fn check_claim(check: &CheckConfig, rows: &[ResultRow]) -> CheckOutcome {
 
 /// Markdown section of one experiment.
 #[must_use]
-pub fn experiment_section(cfg: &ExperimentConfig, manifest: &Manifest, rows: &[ResultRow]) -> String {
+pub fn experiment_section(
+    cfg: &ExperimentConfig,
+    manifest: &Manifest,
+    rows: &[ResultRow],
+    samples: &[SampleRow],
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## {} — {}\n", cfg.experiment, cfg.title);
     let _ = writeln!(
@@ -104,6 +109,39 @@ pub fn experiment_section(cfg: &ExperimentConfig, manifest: &Manifest, rows: &[R
         }
         let _ = writeln!(s);
     }
+    if !cfg.complexity.is_empty() {
+        let _ = writeln!(s, "\nComplexity and measured time per sample (ms):\n");
+        let _ = write!(s, "| Method | Complexity |");
+        for (_, x) in &xs {
+            let _ = write!(s, " {} = {x} |", cfg.sweep.axis.label());
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "|---|---|{}", "---|".repeat(xs.len()));
+        for (m, expr) in &cfg.complexity {
+            let _ = write!(s, "| {m} | {expr} |");
+            for (p, _) in &xs {
+                match rows.iter().find(|r| r.point == *p && &r.method == m) {
+                    Some(r) => {
+                        let _ = write!(s, " {:.3} |", r.time_ms_mean);
+                    }
+                    None => {
+                        let _ = write!(s, " – |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+    }
+    for f in cfg.figure.iter().filter(|f| f.kind == crate::config::FigureKind::Series) {
+        let _ = writeln!(
+            s,
+            "\nPer-phase mean sum SE of `{}` (bit/s/Hz; phases start at samples {:?}; \"early\" = the first {} samples of a phase):\n",
+            f.name,
+            f.phase_boundaries,
+            f.window.unwrap_or(50)
+        );
+        let _ = writeln!(s, "{}", phase_table(samples, f.point, &f.phase_boundaries, f.window.unwrap_or(50)));
+    }
     if !cfg.check.is_empty() {
         let _ = writeln!(s, "\nClaim checks:\n");
         for c in &cfg.check {
@@ -131,6 +169,46 @@ pub fn experiment_section(cfg: &ExperimentConfig, manifest: &Manifest, rows: &[R
     s
 }
 
+/// Markdown table: per method and phase, the mean sum SE over the whole phase and over its first
+/// `early` samples (how quickly a method recovers after a change).
+#[must_use]
+pub fn phase_table(samples: &[SampleRow], point: usize, boundaries: &[usize], early: usize) -> String {
+    let mut methods: Vec<&str> = Vec::new();
+    let mut n = 0;
+    for r in samples.iter().filter(|r| r.point == point) {
+        if !methods.contains(&r.method.as_str()) {
+            methods.push(&r.method);
+        }
+        n = n.max(r.sample + 1);
+    }
+    let mut starts: Vec<usize> = std::iter::once(0).chain(boundaries.iter().copied().filter(|b| *b < n)).collect();
+    starts.dedup();
+    let mut s = String::from("| Method |");
+    for (i, st) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(n);
+        let _ = write!(s, " phase {} ({st}–{}) | early |", i + 1, end.saturating_sub(1));
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "|---|{}", "---|---|".repeat(starts.len()));
+    let mean = |m: &str, lo: usize, hi: usize| {
+        let v: Vec<f64> = samples
+            .iter()
+            .filter(|r| r.point == point && r.method == m && r.sample >= lo && r.sample < hi && r.sum_se.is_finite())
+            .map(|r| r.sum_se)
+            .collect();
+        if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+    };
+    for m in methods {
+        let _ = write!(s, "| {m} |");
+        for (i, st) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).copied().unwrap_or(n);
+            let _ = write!(s, " {:.3} | {:.3} |", mean(m, *st, end), mean(m, *st, (*st + early).min(end)));
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +227,16 @@ mod tests {
             iterations_mean: 0.0,
             first_error: String::new(),
         }
+    }
+
+    #[test]
+    fn phase_table_means() {
+        let rows: Vec<SampleRow> = (0..6)
+            .map(|i| SampleRow { point: 0, x: 0.0, method: "A".into(), sample: i, sum_se: i as f64, time_ms: 0.0 })
+            .collect();
+        let t = phase_table(&rows, 0, &[3], 1);
+        // Phase 1: samples 0..3 → mean 1, early 0; phase 2: 3..6 → mean 4, early 3.
+        assert!(t.contains("| A | 1.000 | 0.000 | 4.000 | 3.000 |"), "{t}");
     }
 
     #[test]

@@ -37,6 +37,23 @@ pub struct ResultRow {
     pub first_error: String,
 }
 
+/// One sample of one method at one sweep point (`samples.csv`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SampleRow {
+    /// Index of the sweep point.
+    pub point: usize,
+    /// Value of the swept parameter.
+    pub x: f64,
+    /// Method display name.
+    pub method: String,
+    /// Sample index.
+    pub sample: usize,
+    /// Sum SE on the true channel (NaN when the method failed on this sample).
+    pub sum_se: f64,
+    /// Solve time (ms).
+    pub time_ms: f64,
+}
+
 /// Provenance of a results directory.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -200,6 +217,31 @@ pub fn write_rows_atomic(path: &Path, rows: &[ResultRow]) -> Result<(), EvalErro
     }
     let bytes = w.into_inner().map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
     write_atomic(path, &bytes)
+}
+
+/// Writes per-sample rows as CSV, atomically.
+///
+/// # Errors
+/// [`EvalError::Io`] or [`EvalError::Format`].
+pub fn write_samples_atomic(path: &Path, rows: &[SampleRow]) -> Result<(), EvalError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    }
+    let bytes = w.into_inner().map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads per-sample rows from CSV.
+///
+/// # Errors
+/// [`EvalError::Io`] or [`EvalError::Format`].
+pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, EvalError> {
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
+    r.deserialize()
+        .collect::<Result<Vec<SampleRow>, _>>()
+        .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// Reads result rows from CSV.

@@ -28,7 +28,9 @@ use rayon::prelude::*;
 
 use crate::EvalError;
 use crate::config::{CsiKind, ExperimentConfig, MethodConfig, MethodId, ScenarioModel, SweepAxis};
-use crate::results::{Manifest, ResultRow, read_rows, write_json_atomic, write_rows_atomic};
+use crate::results::{
+    Manifest, ResultRow, SampleRow, read_rows, read_samples, write_json_atomic, write_rows_atomic, write_samples_atomic,
+};
 
 /// Builds the beamformer a method table describes; `seed` initialises learned methods' weights.
 ///
@@ -297,10 +299,17 @@ pub fn run_experiment(cfg: &ExperimentConfig, out_dir: &Path, opts: &RunOptions)
     let manifest = Manifest::new(cfg, &opts.profile, n_samples, &values);
     let csv_path = out_dir.join("results.csv");
     let manifest_path = out_dir.join("manifest.json");
+    let samples_path = out_dir.join("samples.csv");
     let mut rows: Vec<ResultRow> = Vec::new();
+    let mut sample_rows: Vec<SampleRow> = Vec::new();
     if !opts.fresh && csv_path.exists() {
         match Manifest::read(&manifest_path) {
-            Ok(old) if old.fingerprint == manifest.fingerprint => rows = read_rows(&csv_path)?,
+            Ok(old) if old.fingerprint == manifest.fingerprint => {
+                rows = read_rows(&csv_path)?;
+                if samples_path.exists() {
+                    sample_rows = read_samples(&samples_path)?;
+                }
+            }
             _ => tracing::warn!("configuration changed since the last run of {}; starting afresh", cfg.experiment),
         }
     }
@@ -332,6 +341,15 @@ pub fn run_experiment(cfg: &ExperimentConfig, out_dir: &Path, opts: &RunOptions)
         let outcomes = run_point(cfg, &todo, p, x, n_samples)?;
         for (&m, o) in todo.iter().zip(&outcomes) {
             rows.push(summarise(&cfg.experiment, p, x, &names[m], o));
+            sample_rows.retain(|r| !(r.point == p && r.method == names[m]));
+            sample_rows.extend(o.iter().enumerate().map(|(s, oc)| SampleRow {
+                point: p,
+                x,
+                method: names[m].clone(),
+                sample: s,
+                sum_se: oc.sum_se.unwrap_or(f64::NAN),
+                time_ms: oc.time_ms,
+            }));
             bar.inc(1);
         }
         rows.sort_by(|a, b| {
@@ -339,6 +357,7 @@ pub fn run_experiment(cfg: &ExperimentConfig, out_dir: &Path, opts: &RunOptions)
             let ib = names.iter().position(|n| *n == b.method).unwrap_or(usize::MAX);
             (a.point, ia).cmp(&(b.point, ib))
         });
+        write_samples_atomic(&samples_path, &sample_rows)?;
         write_rows_atomic(&csv_path, &rows)?;
         n_new += 1;
     }
