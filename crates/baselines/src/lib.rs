@@ -6,7 +6,8 @@
 //! - [`mrt`]: maximum-ratio transmission (dominant eigenmode per user, equal power);
 //! - [`zf`]: zero-forcing by block diagonalisation (no interference at any receive antenna);
 //! - [`rzf`]: regularised zero-forcing on the eigenmode-combined channel;
-//! - [`wmmse()`]: weighted MMSE (Shi et al. 2011) with bisection on the power multiplier.
+//! - [`wmmse()`]: weighted MMSE (Shi et al. 2011) with bisection on the power multiplier;
+//! - [`BestOf`]: the best of several methods over many random starts (the GLNN paper's upper bound).
 //!
 //! Each is a plain function on a [`Problem`] and also a [`Beamformer`] ([`Mrt`], [`Zf`], [`Rzf`],
 //! [`Wmmse`]) for the runner. All outputs use the full power budget, `‖W‖_F² = P`.
@@ -37,9 +38,11 @@ use beamlab_core::{Beamformer, CoreError, Diagnostics, Precoder, Problem, Soluti
 use beamlab_linalg_ops::LinalgError;
 use ndarray::Array2;
 
+mod best_of;
 mod linear;
 mod wmmse;
 
+pub use best_of::BestOf;
 pub use linear::{mrt, rzf, zf};
 pub use wmmse::{WmmseInit, WmmseParams, wmmse};
 

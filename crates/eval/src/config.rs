@@ -200,6 +200,9 @@ pub struct MethodConfig {
     /// LAGD training iterations per sample (500).
     #[serde(default)]
     pub n_iterations: Option<usize>,
+    /// Upper bound: random restarts of WMMSE (100).
+    #[serde(default)]
+    pub n_restarts: Option<usize>,
     /// GLNN+ option: accumulate `X` over the passes (default true for `glnn_plus`).
     #[serde(default)]
     pub accumulate: Option<bool>,
@@ -229,6 +232,9 @@ pub enum MethodId {
     GlnnPlus,
     /// LAGD (learning to optimise by gradient descent).
     Lagd,
+    /// The GLNN paper's upper bound: best of WMMSE from `n_restarts` random starts, WMMSE from
+    /// RZF, ZF, RZF and MRT, judged by the WSR on the problem's channel (use with perfect CSI).
+    UpperBound,
 }
 
 impl MethodConfig {
@@ -245,6 +251,7 @@ impl MethodConfig {
             learning_rate: None,
             n_passes: None,
             n_iterations: None,
+            n_restarts: None,
             accumulate: None,
             warm_start: None,
             normalise_input: None,
@@ -263,6 +270,7 @@ impl MethodConfig {
                 MethodId::Glnn => "GLNN",
                 MethodId::GlnnPlus => "GLNN+",
                 MethodId::Lagd => "LAGD",
+                MethodId::UpperBound => "Upper bound",
             }
             .to_string()
         })
@@ -303,6 +311,9 @@ impl MethodConfig {
         }
         if self.n_iterations.is_some() && self.kind != MethodId::Lagd {
             bad.push("n_iterations");
+        }
+        if self.n_restarts.is_some() && self.kind != MethodId::UpperBound {
+            bad.push("n_restarts");
         }
         bad
     }

@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use beamlab_baselines::{Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf};
+use beamlab_baselines::{BestOf, Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf};
 use std::sync::{Arc, Mutex};
 
 use beamlab_channel::{CsiModel, StreetCanyon, StreetCanyonParams, SvParams, rayleigh, saleh_valenzuela};
@@ -82,6 +82,19 @@ pub fn build_method(cfg: &MethodConfig, seed: u64) -> Result<Box<dyn Beamformer>
                 })?
                 .with_name(&cfg.display_name());
             Box::new(glnn)
+        }
+        MethodId::UpperBound => {
+            let random = WmmseParams { init: WmmseInit::Random, ..WmmseParams::default() };
+            Box::new(BestOf::new(
+                &cfg.display_name(),
+                vec![
+                    (Box::new(Wmmse::new(random)) as Box<dyn Beamformer>, cfg.n_restarts.unwrap_or(100)),
+                    (Box::new(Wmmse::new(WmmseParams::default())), 1),
+                    (Box::new(Zf), 1),
+                    (Box::new(Rzf { alpha: None }), 1),
+                    (Box::new(Mrt), 1),
+                ],
+            ))
         }
         MethodId::Lagd => {
             let d = LagdParams::default();
