@@ -59,11 +59,6 @@ struct CfcLayer {
     head: Head,
 }
 
-/// `z Wᵀ + b` for `z: [batch, k]`, `W: [n, k]`, `b: [n]`.
-fn affine(z: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, LiquidError> {
-    Ok(z.matmul(&w.t()?)?.broadcast_add(b)?)
-}
-
 fn xavier(n_out: usize, n_in: usize) -> Init {
     let bound = (6.0 / (n_in + n_out) as f64).sqrt();
     Init::Uniform { lo: -bound, up: bound }
@@ -108,26 +103,73 @@ impl CfcLayer {
         }
     }
 
-    fn forward(&self, u: &Tensor, h: &Tensor, t: f64, mode: CfcMode) -> Result<Tensor, LiquidError> {
-        let z = Tensor::cat(&[u, h], 1)?;
-        let ff1 = affine(&z, &(&self.ff1_w * &self.mask)?, &self.ff1_b)?.tanh()?;
-        match &self.head {
+    /// The layer's weights fused for one elapsed time `t`: `[r, k + 1]` with
+    /// `W_fused = [W1 ∘ M ; W2 ∘ M ; t W_a + W_b]` (`r = 3n`; pure mode: `W1 ∘ M`, `r = n`) and the
+    /// biases `[b1 ; b2 ; t b_a + b_b]` as the last row, so that `[z, 1] · W_fusedᵀ` gives every
+    /// pre-activation of a step in one product (`t_a · t + t_b = z (t W_a + W_b)ᵀ + t b_a + b_b`).
+    /// Built inside the graph: gradients reach every parameter and masked entries get zero.
+    fn fuse(&self, t: f64) -> Result<Tensor, LiquidError> {
+        let ff1 = (&self.ff1_w * &self.mask)?;
+        let (w, b) = match &self.head {
             Head::Gated { ff2_w, ff2_b, ta_w, ta_b, tb_w, tb_b } => {
-                let ff2 = affine(&z, &(ff2_w * &self.mask)?, ff2_b)?.tanh()?;
-                let t_a = affine(&z, ta_w, ta_b)?;
-                let t_b = affine(&z, tb_w, tb_b)?;
-                let s = candle_nn::ops::sigmoid(&(t_a.affine(t, 0.0)? + t_b)?)?;
-                let gated = (&s * &ff2)?;
+                let ff2 = (ff2_w * &self.mask)?;
+                let gate_w = (ta_w.affine(t, 0.0)? + tb_w)?;
+                let gate_b = (ta_b.affine(t, 0.0)? + tb_b)?;
+                (Tensor::cat(&[&ff1, &ff2, &gate_w], 0)?, Tensor::cat(&[&self.ff1_b, ff2_b, &gate_b], 0)?)
+            }
+            Head::Pure { .. } => (ff1, self.ff1_b.clone()),
+        };
+        Ok(Tensor::cat(&[&w, &b.unsqueeze(1)?], 1)?)
+    }
+
+    /// One step with the weights of [`fuse`](Self::fuse) (same `t`): `u: [batch, n_in]`,
+    /// `h: [batch, n]`, `ones: [batch, 1]` → `h′: [batch, n]`.
+    fn forward(
+        &self,
+        fused: &Tensor,
+        u: &Tensor,
+        h: &Tensor,
+        ones: &Tensor,
+        t: f64,
+        mode: CfcMode,
+    ) -> Result<Tensor, LiquidError> {
+        let n = self.n_neurons;
+        let z = Tensor::cat(&[u, h, ones], 1)?;
+        let pre = if z.dims()[0] == 1 {
+            // A matrix-vector product as a broadcast product and a row sum: for these tiny sizes
+            // it is much cheaper than candle's matmul (whose CPU path queries the CPU count on
+            // every call), here and in the backward pass.
+            fused.broadcast_mul(&z)?.sum_keepdim(1)?.reshape((1, fused.dims()[0]))?
+        } else {
+            z.matmul(&fused.t()?)?
+        };
+        match &self.head {
+            Head::Gated { .. } => {
+                let ff = pre.narrow(1, 0, 2 * n)?.tanh()?;
+                let ff1 = ff.narrow(1, 0, n)?;
+                let ff2 = ff.narrow(1, n, n)?;
+                let s = candle_nn::ops::sigmoid(&pre.narrow(1, 2 * n, n)?)?;
                 Ok(match mode {
-                    CfcMode::NoGate => (ff1 + gated)?,
-                    _ => ((&ff1 - (&ff1 * &s)?)? + gated)?,
+                    CfcMode::NoGate => (ff1 + (&s * &ff2)?)?,
+                    // ff1 ⊙ (1 − s) + s ⊙ ff2 = ff1 + s ⊙ (ff2 − ff1).
+                    _ => ((&s * (&ff2 - &ff1)?)? + ff1)?,
                 })
             }
             Head::Pure { a, w_tau } => {
+                let ff1 = pre.tanh()?;
                 let decay = ff1.abs()?.broadcast_add(&w_tau.abs()?)?.affine(-t, 0.0)?.exp()?;
                 Ok((&ff1 * &decay)?.broadcast_mul(a)?.neg()?.broadcast_add(a)?)
             }
         }
+    }
+}
+
+/// [`LiquidError::InvalidParameter`] unless `t` is finite.
+fn check_time(t: f64) -> Result<(), LiquidError> {
+    if t.is_finite() {
+        Ok(())
+    } else {
+        Err(LiquidError::InvalidParameter(format!("elapsed time t = {t} must be finite")))
     }
 }
 
@@ -175,20 +217,74 @@ impl WiredCfc {
     /// non-finite `t`; candle errors.
     pub fn step(&self, input: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
         check_step_shapes(input, state, self.n_inputs, self.units)?;
-        if !t.is_finite() {
-            return Err(LiquidError::InvalidParameter(format!("elapsed time t = {t} must be finite")));
-        }
-        let mut u = input.clone();
+        check_time(t)?;
+        let fused = self.fuse(t)?;
         let mut offset = 0;
-        let mut new_states = Vec::with_capacity(self.layers.len());
+        let mut states = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let h = state.narrow(1, offset, layer.n_neurons)?;
-            u = layer.forward(&u, &h, t, self.mode)?;
-            new_states.push(u.clone());
+            states.push(state.narrow(1, offset, layer.n_neurons)?);
             offset += layer.n_neurons;
         }
-        let output = u.narrow(1, 0, self.n_outputs)?;
-        Ok((output, Tensor::cat(&new_states, 1)?))
+        let ones = Tensor::ones((input.dims()[0], 1), DType::F64, input.device())?;
+        let states = self.advance(&fused, input, &states, &ones, t)?;
+        let output = states.last().map_or(Ok(input.clone()), |s| s.narrow(1, 0, self.n_outputs))?;
+        Ok((output, Tensor::cat(&states, 1)?))
+    }
+
+    /// Every layer's fused weights for elapsed time `t` (see [`CfcLayer::fuse`]).
+    fn fuse(&self, t: f64) -> Result<Vec<Tensor>, LiquidError> {
+        self.layers.iter().map(|layer| layer.fuse(t)).collect()
+    }
+
+    /// One step on per-layer states: returns the new per-layer states.
+    fn advance(
+        &self,
+        fused: &[Tensor],
+        input: &Tensor,
+        states: &[Tensor],
+        ones: &Tensor,
+        t: f64,
+    ) -> Result<Vec<Tensor>, LiquidError> {
+        let mut new_states: Vec<Tensor> = Vec::with_capacity(self.layers.len());
+        for ((layer, w), h) in self.layers.iter().zip(fused).zip(states) {
+            let u = new_states.last().unwrap_or(input);
+            let next = layer.forward(w, u, h, ones, t, self.mode)?;
+            new_states.push(next);
+        }
+        Ok(new_states)
+    }
+
+    /// Runs `seq: [T, n_inputs]` (batch 1) from `state: [1, units]` with elapsed time `t` per
+    /// step; returns `(outputs [T, n_outputs], final state [1, units])`. Same result as `T` calls
+    /// of [`step`](Self::step), with the fused weights built once for the whole sequence.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub fn run_sequence(&self, seq: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
+        let dims = seq.dims();
+        if dims.len() != 2 || dims[0] == 0 {
+            return Err(LiquidError::Shape(format!("sequence is {dims:?}, expected [T >= 1, n_inputs]")));
+        }
+        check_step_shapes(&seq.narrow(0, 0, 1)?, state, self.n_inputs, self.units)?;
+        check_time(t)?;
+        let fused = self.fuse(t)?;
+        let mut offset = 0;
+        let mut states = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            states.push(state.narrow(1, offset, layer.n_neurons)?);
+            offset += layer.n_neurons;
+        }
+        let ones = Tensor::ones((1, 1), DType::F64, seq.device())?;
+        let mut last = Vec::with_capacity(dims[0]);
+        for k in 0..dims[0] {
+            states = self.advance(&fused, &seq.narrow(0, k, 1)?, &states, &ones, t)?;
+            if let Some(s) = states.last() {
+                last.push(s.clone());
+            }
+        }
+        let outputs =
+            if last.is_empty() { seq.clone() } else { Tensor::cat(&last, 0)?.narrow(1, 0, self.n_outputs)? };
+        Ok((outputs, Tensor::cat(&states, 1)?))
     }
 
     /// The state size (total neurons).
@@ -219,6 +315,10 @@ impl WiredCfc {
 impl RecurrentCell for WiredCfc {
     fn step(&self, input: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
         WiredCfc::step(self, input, state, t)
+    }
+
+    fn run_sequence(&self, seq: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
+        WiredCfc::run_sequence(self, seq, state, t)
     }
 
     fn state_size(&self) -> usize {

@@ -221,8 +221,24 @@ impl Glnn {
         if v0 > 0.0 {
             x0.mapv_inplace(|z| z * (power / v0).sqrt());
         }
-        let hh_t = ComplexTensor::from_array(&hh, &Device::Cpu)?;
+        // `[Re Ĥ^H ; Im Ĥ^H]: [2M × N]`, constant per sample: with `X = [Re X | Im X]: [N × 2K]`,
+        // one product `C X` holds all four real blocks of `Ĥ^H X`.
+        let m = hh.nrows();
+        let c = {
+            let mut v: Vec<f64> = hh.iter().map(|z| z.re).collect();
+            v.extend(hh.iter().map(|z| z.im));
+            Tensor::from_vec(v, (2 * m, n_rows), &Device::Cpu)?
+        };
+        let to_cat = |x: &Array2<c64>| -> Result<Tensor, LiquidError> {
+            let mut v = Vec::with_capacity(2 * x.len());
+            for row in x.rows() {
+                v.extend(row.iter().map(|z| z.re));
+                v.extend(row.iter().map(|z| z.im));
+            }
+            Ok(Tensor::from_vec(v, (n_rows, 2 * n_users), &Device::Cpu)?)
+        };
         let mut g = Self::input_gradient(problem, &h, &x0, &params.loss)?;
+        let mut x_base_t = to_cat(&x0)?;
         let mut x_base = x0;
         let mut last_w: Option<Array2<c64>> = None;
         let mut trace = Vec::with_capacity(params.n_passes);
@@ -248,13 +264,12 @@ impl Glnn {
             let z = Tensor::from_vec(feats, (n_rows, 2 * n_users), &Device::Cpu)?;
             let before_step = snapshot(&net.vars)?;
             let motor = net.runner.run(&z, 1.0)?;
-            let out = net.head.forward(&motor)?;
-            let dx = ComplexTensor::new(
-                out.narrow(1, 0, n_users)?.contiguous()?,
-                out.narrow(1, n_users, n_users)?.contiguous()?,
-            )?;
-            let x = ComplexTensor::from_array(&x_base, &Device::Cpu)?.add(&dx)?;
-            let w = hh_t.matmul(&x)?.normalize_power(power)?;
+            // X = X_0 + ΔX as `[Re X | Im X]`, then Ĥ^H X from the blocks of `C X`.
+            let x = (net.head.forward(&motor)? + &x_base_t)?;
+            let y = c.matmul(&x)?;
+            let block = |r: usize, col: usize| y.narrow(0, r * m, m)?.narrow(1, col * n_users, n_users);
+            let w = ComplexTensor::new((block(0, 0)? - block(1, 1)?)?, (block(0, 1)? + block(1, 0)?)?)?
+                .normalize_power(power)?;
             let w_nd = w.to_array()?;
             let finite = |a: &Array2<c64>| a.iter().all(|z| z.re.is_finite() && z.im.is_finite());
             // An overflowing ‖Ĥ^H X‖ makes the normalisation return 0 instead of a power-P precoder.
@@ -289,7 +304,9 @@ impl Glnn {
             }
             trace.push(lg.loss);
             if params.accumulate {
-                x_base = x.to_array()?;
+                let v: Vec<Vec<f64>> = x.to_vec2()?;
+                x_base = Array2::from_shape_fn((n_rows, n_users), |(i, j)| c64::new(v[i][j], v[i][j + n_users]));
+                x_base_t = x.detach();
             }
             last_w = Some(w_nd);
         }

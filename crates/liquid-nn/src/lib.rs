@@ -58,6 +58,7 @@
 
 pub mod cfc;
 pub mod checkpoint;
+pub mod lstm;
 pub mod ltc;
 pub mod sequence;
 pub mod wiring;
@@ -70,6 +71,7 @@ pub mod lagd;
 
 pub use cfc::{CfcMode, WiredCfc};
 pub use checkpoint::{load, save};
+pub use lstm::Lstm;
 pub use ltc::{LtcConfig, WiredLtc};
 pub use sequence::{RecurrentCell, SequenceRunner};
 pub use wiring::{Layer, NcpParams, Wiring, auto_ncp, fully_connected, ncp};

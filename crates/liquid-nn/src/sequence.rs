@@ -17,6 +17,24 @@ pub trait RecurrentCell {
     /// Wrong shapes, a bad `t`, candle errors.
     fn step(&self, input: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError>;
 
+    /// Runs `seq: [T, n_inputs]` (batch 1) from `state: [1, state_size]`, elapsed time `t` per
+    /// step: `(outputs [T, output_size], final state [1, state_size])`. The default calls
+    /// [`step`](Self::step) once per row; a cell may override it with a faster equivalent.
+    ///
+    /// # Errors
+    /// Wrong shapes, a bad `t`, candle errors.
+    fn run_sequence(&self, seq: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
+        let n_steps = seq.dim(0)?;
+        let mut state = state.clone();
+        let mut outputs = Vec::with_capacity(n_steps);
+        for k in 0..n_steps {
+            let (out, next) = self.step(&seq.narrow(0, k, 1)?, &state, t)?;
+            outputs.push(out);
+            state = next;
+        }
+        Ok((Tensor::cat(&outputs, 0)?, state))
+    }
+
     /// The state size.
     fn state_size(&self) -> usize;
 
@@ -80,15 +98,9 @@ impl<C: RecurrentCell> SequenceRunner<C> {
         if dims.len() != 2 || dims[0] == 0 {
             return Err(LiquidError::Shape(format!("sequence is {dims:?}, expected [T >= 1, n_inputs]")));
         }
-        let mut state = self.state.clone();
-        let mut outputs = Vec::with_capacity(dims[0]);
-        for k in 0..dims[0] {
-            let (out, next) = self.cell.step(&seq.narrow(0, k, 1)?, &state, t)?;
-            outputs.push(out);
-            state = next;
-        }
+        let (outputs, state) = self.cell.run_sequence(seq, &self.state, t)?;
         self.state = state.detach();
-        Ok(Tensor::cat(&outputs, 0)?)
+        Ok(outputs)
     }
 
     /// Sets the carried state back to zeros.
