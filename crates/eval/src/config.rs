@@ -232,6 +232,8 @@ pub enum MethodId {
     GlnnPlus,
     /// LAGD (learning to optimise by gradient descent).
     Lagd,
+    /// The GLNN pipeline with an LSTM (30 hidden units) in place of the CfC.
+    Lstm,
     /// The GLNN paper's upper bound: best of WMMSE from `n_restarts` random starts, WMMSE from
     /// RZF, ZF, RZF and MRT, judged by the WSR on the problem's channel (use with perfect CSI).
     UpperBound,
@@ -270,6 +272,7 @@ impl MethodConfig {
                 MethodId::Glnn => "GLNN",
                 MethodId::GlnnPlus => "GLNN+",
                 MethodId::Lagd => "LAGD",
+                MethodId::Lstm => "LSTM",
                 MethodId::UpperBound => "Upper bound",
             }
             .to_string()
@@ -293,7 +296,7 @@ impl MethodConfig {
                 bad.push("init");
             }
         }
-        let glnn = matches!(self.kind, MethodId::Glnn | MethodId::GlnnPlus);
+        let glnn = matches!(self.kind, MethodId::Glnn | MethodId::GlnnPlus | MethodId::Lstm);
         if self.learning_rate.is_some() && !(glnn || self.kind == MethodId::Lagd) {
             bad.push("learning_rate");
         }

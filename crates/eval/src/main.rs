@@ -35,6 +35,7 @@ enum MethodName {
     Glnn,
     GlnnPlus,
     Lagd,
+    Lstm,
 }
 
 #[derive(Subcommand)]
@@ -176,6 +177,7 @@ fn run(cli: Cli) -> Result<()> {
                 MethodName::Glnn => MethodId::Glnn,
                 MethodName::GlnnPlus => MethodId::GlnnPlus,
                 MethodName::Lagd => MethodId::Lagd,
+                MethodName::Lstm => MethodId::Lstm,
             });
             let mut bf = build_method(&cfg, seed)?;
             let mut ws = Vec::with_capacity(hs.len());

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use beamlab_channel::{CsiModel, StreetCanyon, StreetCanyonParams, SvParams, rayleigh, saleh_valenzuela};
 use beamlab_core::{Beamformer, Channel, MethodKind, Problem, Sample, derive_seed};
-use beamlab_liquid_nn::glnn::{Glnn, GlnnParams};
+use beamlab_liquid_nn::glnn::{CellKind, Glnn, GlnnParams};
 use beamlab_liquid_nn::lagd::{Lagd, LagdParams};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -63,8 +63,9 @@ pub fn build_method(cfg: &MethodConfig, seed: u64) -> Result<Box<dyn Beamformer>
             p.check().map_err(|e| EvalError::Config { origin: "method wmmse".into(), message: e.to_string() })?;
             Box::new(Wmmse::new(p))
         }
-        MethodId::Glnn | MethodId::GlnnPlus => {
+        MethodId::Glnn | MethodId::GlnnPlus | MethodId::Lstm => {
             let plus = cfg.kind == MethodId::GlnnPlus;
+            let cell = if cfg.kind == MethodId::Lstm { CellKind::Lstm { hidden: 30 } } else { CellKind::Cfc };
             let d = GlnnParams::default();
             let params = GlnnParams {
                 learning_rate: cfg.learning_rate.unwrap_or(d.learning_rate),
@@ -73,6 +74,7 @@ pub fn build_method(cfg: &MethodConfig, seed: u64) -> Result<Box<dyn Beamformer>
                 warm_start: cfg.warm_start.unwrap_or(plus),
                 normalise_input: cfg.normalise_input.unwrap_or(plus),
                 seed,
+                cell,
                 ..d
             };
             let glnn = Glnn::new(params)

@@ -40,6 +40,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::LiquidError;
 use crate::cfc::{CfcMode, WiredCfc};
+use crate::lstm::Lstm;
+use crate::sequence::RecurrentCell;
 use crate::sequence::SequenceRunner;
 use crate::wiring::auto_ncp;
 
@@ -68,6 +70,21 @@ pub struct GlnnParams {
     pub warm_start: bool,
     /// Improved variant: RMS-normalise the input gradient.
     pub normalise_input: bool,
+    /// The recurrent cell: the wired CfC (GLNN) or an LSTM (the paper's LSTM baseline).
+    pub cell: CellKind,
+}
+
+/// The recurrent cell of the gradient-fed pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CellKind {
+    /// Wired CfC on an AutoNCP wiring (`units`, `n_motor`, `sparsity`, `mode`).
+    #[default]
+    Cfc,
+    /// Standard LSTM with this many hidden units (the head maps them to `2K` outputs).
+    Lstm {
+        /// Hidden units.
+        hidden: usize,
+    },
 }
 
 impl Default for GlnnParams {
@@ -84,6 +101,7 @@ impl Default for GlnnParams {
             accumulate: false,
             warm_start: false,
             normalise_input: false,
+            cell: CellKind::Cfc,
         }
     }
 }
@@ -116,7 +134,7 @@ impl GlnnParams {
 /// The network: wired CfC + linear head, with its optimiser and carried state.
 struct Network {
     vars: VarMap,
-    runner: SequenceRunner<WiredCfc>,
+    runner: SequenceRunner<Box<dyn RecurrentCell + Send + Sync>>,
     head: candle_nn::Linear,
     opt: AdamW,
     /// Parameters that last produced a finite forward pass (restored after a divergence).
@@ -142,7 +160,12 @@ impl Glnn {
     pub fn new(params: GlnnParams) -> Result<Self, LiquidError> {
         params.check()?;
         let improved = params.accumulate || params.warm_start || params.normalise_input;
-        let name = if improved { "GLNN+" } else { "GLNN" }.to_string();
+        let name = match (params.cell, improved) {
+            (CellKind::Lstm { .. }, _) => "LSTM",
+            (CellKind::Cfc, true) => "GLNN+",
+            (CellKind::Cfc, false) => "GLNN",
+        }
+        .to_string();
         Ok(Self { params, name, net: None, previous_x: None, n_rollbacks: 0 })
     }
 
@@ -161,12 +184,22 @@ impl Glnn {
 
     fn build(&self, n_rows: usize, n_users: usize) -> Result<Network, LiquidError> {
         let n_features = 2 * n_users;
-        let wiring =
-            auto_ncp(n_features, self.params.units, self.params.n_motor, self.params.sparsity, self.params.seed)?;
         let vars = VarMap::new();
         let vb = seeded_var_builder(&vars, self.params.seed, DType::F64, &Device::Cpu);
-        let cell = WiredCfc::new(&wiring, self.params.mode, vb.pp("cfc"))?;
-        let head = candle_nn::linear(self.params.n_motor, n_features, vb.pp("head"))?;
+        let cell: Box<dyn RecurrentCell + Send + Sync> = match self.params.cell {
+            CellKind::Cfc => {
+                let wiring = auto_ncp(
+                    n_features,
+                    self.params.units,
+                    self.params.n_motor,
+                    self.params.sparsity,
+                    self.params.seed,
+                )?;
+                Box::new(WiredCfc::new(&wiring, self.params.mode, vb.pp("cfc"))?)
+            }
+            CellKind::Lstm { hidden } => Box::new(Lstm::new(n_features, hidden, vb.pp("lstm"))?),
+        };
+        let head = candle_nn::linear(cell.output_size(), n_features, vb.pp("head"))?;
         let runner = SequenceRunner::new(cell)?;
         let opt = adam(&vars, self.params.learning_rate)?;
         let good = snapshot(&vars)?;
@@ -412,6 +445,17 @@ mod tests {
             let d_im = (f(&xp) - f(&xm)) / (2.0 * t);
             assert!((g[[i, j]].re - d_re).abs() < 1e-6 * d_re.abs().max(1.0));
             assert!((g[[i, j]].im - d_im).abs() < 1e-6 * d_im.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn lstm_pipeline_meets_the_budget() {
+        let mut g = Glnn::new(GlnnParams { cell: CellKind::Lstm { hidden: 30 }, ..Default::default() }).unwrap();
+        assert_eq!(g.name(), "LSTM");
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for s in 0..3 {
+            let sol = g.solve(&problem(s), &mut rng).unwrap();
+            assert!((sol.precoder.total_power().unwrap() - 10.0).abs() < 1e-9);
         }
     }
 

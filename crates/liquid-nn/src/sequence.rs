@@ -42,6 +42,25 @@ pub trait RecurrentCell {
     fn output_size(&self) -> usize;
 }
 
+/// A boxed cell is a cell (so that a model can choose its cell at run time).
+impl RecurrentCell for Box<dyn RecurrentCell + Send + Sync> {
+    fn step(&self, input: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
+        self.as_ref().step(input, state, t)
+    }
+
+    fn run_sequence(&self, seq: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
+        self.as_ref().run_sequence(seq, state, t)
+    }
+
+    fn state_size(&self) -> usize {
+        self.as_ref().state_size()
+    }
+
+    fn output_size(&self) -> usize {
+        self.as_ref().output_size()
+    }
+}
+
 /// Checks `input: [batch, n_inputs]` and `state: [batch, units]`.
 pub(crate) fn check_step_shapes(
     input: &Tensor,
