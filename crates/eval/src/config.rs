@@ -18,6 +18,9 @@ pub struct ExperimentConfig {
     pub experiment: String,
     /// Human-readable title (figure captions, REPORT.md).
     pub title: String,
+    /// Context printed under the title in REPORT.md (e.g. how a paper's claim is tested).
+    #[serde(default)]
+    pub notes: Option<String>,
     /// Base seed; every channel draw and every method's randomness derives from it.
     pub seed: u64,
     /// Channel model and sizes.
@@ -235,7 +238,8 @@ pub enum MethodId {
     /// The GLNN pipeline with an LSTM (30 hidden units) in place of the CfC.
     Lstm,
     /// The GLNN paper's upper bound: best of WMMSE from `n_restarts` random starts, WMMSE from
-    /// RZF, ZF, RZF and MRT, judged by the WSR on the problem's channel (use with perfect CSI).
+    /// RZF, ZF, RZF, MRT and LAGD, judged by the WSR on the problem's channel (use with perfect
+    /// CSI).
     UpperBound,
 }
 

@@ -71,6 +71,9 @@ pub fn experiment_section(
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "## {} — {}\n", cfg.experiment, cfg.title);
+    if let Some(notes) = &cfg.notes {
+        let _ = writeln!(s, "{}\n", notes.trim());
+    }
     let _ = writeln!(
         s,
         "Profile `{}`, {} samples per point, seed {}, revision `{}`, run at {} on `{}`.\n",

@@ -95,6 +95,7 @@ pub fn build_method(cfg: &MethodConfig, seed: u64) -> Result<Box<dyn Beamformer>
                     (Box::new(Zf), 1),
                     (Box::new(Rzf { alpha: None }), 1),
                     (Box::new(Mrt), 1),
+                    (Box::new(Lagd::default()), 1),
                 ],
             ))
         }
