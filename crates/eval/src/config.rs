@@ -40,6 +40,10 @@ pub struct ExperimentConfig {
     /// Claims checked against the results and listed in REPORT.md.
     #[serde(default)]
     pub check: Vec<CheckConfig>,
+    /// Adaptation claims on series figures: after each phase boundary, the method's mean over the
+    /// first `window` samples must reach `min_ratio` of its mean over the whole phase.
+    #[serde(default)]
+    pub adaptation: Vec<AdaptationCheck>,
     /// Complexity table: method name → complexity expression, printed in REPORT.md beside the
     /// measured time per sample at every sweep point (e.g. the GLNN paper's Table I).
     #[serde(default)]
@@ -351,6 +355,20 @@ pub struct FigureConfig {
     pub point: usize,
 }
 
+/// A "fast adaptation" claim, checked on the per-sample results of a series figure's point.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptationCheck {
+    /// Text of the claim.
+    pub claim: String,
+    /// Method.
+    pub method: String,
+    /// Name of the series figure whose point, window and phases are used.
+    pub figure: String,
+    /// Required ratio of the early mean to the phase mean (e.g. 0.95).
+    pub min_ratio: f64,
+}
+
 /// Kinds of figure.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -553,6 +571,14 @@ impl ExperimentConfig {
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
                 return Err(format!("method name {n:?} is used twice; give one a `name`"));
+            }
+        }
+        for a in &self.adaptation {
+            if !names.contains(&a.method) {
+                return Err(format!("adaptation check {:?} names unknown method {:?}", a.claim, a.method));
+            }
+            if !self.figure.iter().any(|f| f.name == a.figure && f.kind == FigureKind::Series) {
+                return Err(format!("adaptation check {:?} needs a series figure named {:?}", a.claim, a.figure));
             }
         }
         for m in self.complexity.keys() {

@@ -145,8 +145,25 @@ pub fn experiment_section(
         );
         let _ = writeln!(s, "{}", phase_table(samples, f.point, &f.phase_boundaries, f.window.unwrap_or(50)));
     }
-    if !cfg.check.is_empty() {
+    if !cfg.check.is_empty() || !cfg.adaptation.is_empty() {
         let _ = writeln!(s, "\nClaim checks:\n");
+    }
+    for a in &cfg.adaptation {
+        let Some(f) = cfg.figure.iter().find(|f| f.name == a.figure) else { continue };
+        let ratios = adaptation_ratios(samples, f.point, &a.method, &f.phase_boundaries, f.window.unwrap_or(50));
+        let holds = !ratios.is_empty() && ratios.iter().all(|(_, r)| *r >= a.min_ratio);
+        let shown: Vec<String> = ratios.iter().map(|(b, r)| format!("{:.3} after sample {b}", r)).collect();
+        let detail =
+            if shown.is_empty() { "no phase change within the samples run".to_string() } else { shown.join(", ") };
+        let _ = writeln!(
+            s,
+            "- {} — **{}** (early/phase mean: {detail}; required ≥ {})",
+            a.claim,
+            if holds { "holds" } else { "DOES NOT HOLD" },
+            a.min_ratio
+        );
+    }
+    if !cfg.check.is_empty() {
         for c in &cfg.check {
             let o = check_claim(c, rows);
             let verdict = if o.holds { "holds" } else { "DOES NOT HOLD" };
@@ -212,6 +229,37 @@ pub fn phase_table(samples: &[SampleRow], point: usize, boundaries: &[usize], ea
     s
 }
 
+/// For every phase boundary within the samples: `(boundary, early mean / phase mean)` of `method`.
+#[must_use]
+pub fn adaptation_ratios(
+    samples: &[SampleRow],
+    point: usize,
+    method: &str,
+    boundaries: &[usize],
+    early: usize,
+) -> Vec<(usize, f64)> {
+    let n = samples.iter().filter(|r| r.point == point && r.method == method).map(|r| r.sample + 1).max().unwrap_or(0);
+    let mean = |lo: usize, hi: usize| {
+        let v: Vec<f64> = samples
+            .iter()
+            .filter(|r| {
+                r.point == point && r.method == method && r.sample >= lo && r.sample < hi && r.sum_se.is_finite()
+            })
+            .map(|r| r.sum_se)
+            .collect();
+        if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+    };
+    let mut out = Vec::new();
+    for (i, &b) in boundaries.iter().enumerate() {
+        if b >= n {
+            break;
+        }
+        let end = boundaries.get(i + 1).copied().unwrap_or(n).min(n);
+        out.push((b, mean(b, (b + early).min(end)) / mean(b, end)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +278,25 @@ mod tests {
             iterations_mean: 0.0,
             first_error: String::new(),
         }
+    }
+
+    #[test]
+    fn adaptation_ratio_is_early_over_phase_mean() {
+        let rows: Vec<SampleRow> = (0..8)
+            .map(|i| SampleRow {
+                point: 0,
+                x: 0.0,
+                method: "A".into(),
+                sample: i,
+                sum_se: if i == 4 { 1.0 } else { 3.0 },
+                time_ms: 0.0,
+            })
+            .collect();
+        // Phase 2 = samples 4..8 with values [1, 3, 3, 3]: early (2 samples) mean 2, phase mean 2.5.
+        let r = adaptation_ratios(&rows, 0, "A", &[4], 2);
+        assert_eq!(r.len(), 1);
+        assert!((r[0].1 - 0.8).abs() < 1e-12);
+        assert!(adaptation_ratios(&rows, 0, "A", &[20], 2).is_empty());
     }
 
     #[test]

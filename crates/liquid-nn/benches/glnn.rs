@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use beamlab_core::{Beamformer, Problem};
 use beamlab_liquid_nn::glnn::{Glnn, GlnnParams};
+use beamlab_liquid_nn::lagd::Lagd;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -61,6 +62,26 @@ fn bench_glnn(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_lagd(c: &mut Criterion) {
+    // LAGD trains a fresh network for 500 iterations per sample; fewer samples keep the run short.
+    let mut group = c.benchmark_group("lagd");
+    group.sample_size(10);
+    for (m, k, nk) in SIZES {
+        let ps = problems(m, k, nk);
+        let mut lagd = Lagd::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut next = 0usize;
+        group.bench_function(BenchmarkId::from_parameter(format!("m{m}-k{k}-nk{nk}")), |b| {
+            b.iter(|| {
+                let p = &ps[next % ps.len()];
+                next += 1;
+                lagd.solve(black_box(p), &mut rng).expect("lagd")
+            });
+        });
+    }
+    group.finish();
+}
+
 // `criterion_group!` defines an undocumented `pub fn benches`; a private module keeps it out of
 // the `missing_docs` lint.
 mod group {
@@ -72,7 +93,7 @@ mod group {
             .sample_size(20)
             .measurement_time(Duration::from_secs(3))
             .warm_up_time(Duration::from_secs(1));
-        targets = bench_glnn
+        targets = bench_glnn, bench_lagd
     }
 }
 criterion_main!(group::benches);
