@@ -40,8 +40,9 @@ pub struct ExperimentConfig {
     /// Claims checked against the results and listed in REPORT.md.
     #[serde(default)]
     pub check: Vec<CheckConfig>,
-    /// Adaptation claims on series figures: after each phase boundary, the method's mean over the
-    /// first `window` samples must reach `min_ratio` of its mean over the whole phase.
+    /// Adaptation claims on series figures: at each phase boundary, the method's mean over the
+    /// first `window` samples after it must reach `min_ratio` of its mean over the last `window`
+    /// samples before it (no lasting dip after a change).
     #[serde(default)]
     pub adaptation: Vec<AdaptationCheck>,
     /// Complexity table: method name → complexity expression, printed in REPORT.md beside the

@@ -152,14 +152,16 @@ pub fn experiment_section(
         let Some(f) = cfg.figure.iter().find(|f| f.name == a.figure) else { continue };
         let ratios = adaptation_ratios(samples, f.point, &a.method, &f.phase_boundaries, f.window.unwrap_or(50));
         let holds = !ratios.is_empty() && ratios.iter().all(|(_, r)| *r >= a.min_ratio);
-        let shown: Vec<String> = ratios.iter().map(|(b, r)| format!("{:.3} after sample {b}", r)).collect();
+        let shown: Vec<String> = ratios.iter().map(|(b, r)| format!("{r:.3} at sample {b}")).collect();
         let detail =
             if shown.is_empty() { "no phase change within the samples run".to_string() } else { shown.join(", ") };
         let _ = writeln!(
             s,
-            "- {} — **{}** (early/phase mean: {detail}; required ≥ {})",
+            "- {} — **{}** (mean of the first {} samples after a change / mean of the last {} before it: {detail}; required ≥ {})",
             a.claim,
             if holds { "holds" } else { "DOES NOT HOLD" },
+            f.window.unwrap_or(50),
+            f.window.unwrap_or(50),
             a.min_ratio
         );
     }
@@ -229,7 +231,9 @@ pub fn phase_table(samples: &[SampleRow], point: usize, boundaries: &[usize], ea
     s
 }
 
-/// For every phase boundary within the samples: `(boundary, early mean / phase mean)` of `method`.
+/// For every phase boundary `b` within the samples: `(b, mean over [b, b + early) / mean over
+/// [b − early, b))` of `method` — the level right after a change relative to the level right
+/// before it (1 means no dip).
 #[must_use]
 pub fn adaptation_ratios(
     samples: &[SampleRow],
@@ -255,7 +259,8 @@ pub fn adaptation_ratios(
             break;
         }
         let end = boundaries.get(i + 1).copied().unwrap_or(n).min(n);
-        out.push((b, mean(b, (b + early).min(end)) / mean(b, end)));
+        let prev_start = if i == 0 { 0 } else { boundaries[i - 1] };
+        out.push((b, mean(b, (b + early).min(end)) / mean(b.saturating_sub(early).max(prev_start), b)));
     }
     out
 }
@@ -292,10 +297,10 @@ mod tests {
                 time_ms: 0.0,
             })
             .collect();
-        // Phase 2 = samples 4..8 with values [1, 3, 3, 3]: early (2 samples) mean 2, phase mean 2.5.
+        // Change at 4: values [3, 3] before, [1, 3] after: early mean 2 over pre-change mean 3.
         let r = adaptation_ratios(&rows, 0, "A", &[4], 2);
         assert_eq!(r.len(), 1);
-        assert!((r[0].1 - 0.8).abs() < 1e-12);
+        assert!((r[0].1 - 2.0 / 3.0).abs() < 1e-12);
         assert!(adaptation_ratios(&rows, 0, "A", &[20], 2).is_empty());
     }
 
