@@ -206,17 +206,44 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Eva
     write_atomic(path, text.as_bytes())
 }
 
+/// Serialises rows as CSV, atomically.
+///
+/// # Errors
+/// [`EvalError::Io`] or [`EvalError::Format`].
+fn write_csv_atomic<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalError> {
+    let format = |e: &dyn std::fmt::Display| EvalError::Format { path: path.to_path_buf(), message: e.to_string() };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(|e| format(&e))?;
+    }
+    let bytes = w.into_inner().map_err(|e| format(&e))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads CSV rows (the error names the file and the malformed line).
+///
+/// # Errors
+/// [`EvalError::Format`].
+fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EvalError> {
+    let format = |e: csv::Error| EvalError::Format { path: path.to_path_buf(), message: e.to_string() };
+    let mut r = csv::Reader::from_path(path).map_err(format)?;
+    r.deserialize().collect::<Result<Vec<T>, _>>().map_err(format)
+}
+
 /// Writes result rows as CSV, atomically.
 ///
 /// # Errors
 /// [`EvalError::Io`] or [`EvalError::Format`].
 pub fn write_rows_atomic(path: &Path, rows: &[ResultRow]) -> Result<(), EvalError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        w.serialize(r).map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    }
-    let bytes = w.into_inner().map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    write_atomic(path, &bytes)
+    write_csv_atomic(path, rows)
+}
+
+/// Reads result rows from CSV.
+///
+/// # Errors
+/// [`EvalError::Format`] (with the line of a malformed row).
+pub fn read_rows(path: &Path) -> Result<Vec<ResultRow>, EvalError> {
+    read_csv(path)
 }
 
 /// Writes per-sample rows as CSV, atomically.
@@ -224,36 +251,15 @@ pub fn write_rows_atomic(path: &Path, rows: &[ResultRow]) -> Result<(), EvalErro
 /// # Errors
 /// [`EvalError::Io`] or [`EvalError::Format`].
 pub fn write_samples_atomic(path: &Path, rows: &[SampleRow]) -> Result<(), EvalError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
-        w.serialize(r).map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    }
-    let bytes = w.into_inner().map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    write_atomic(path, &bytes)
+    write_csv_atomic(path, rows)
 }
 
 /// Reads per-sample rows from CSV.
 ///
 /// # Errors
-/// [`EvalError::Io`] or [`EvalError::Format`].
+/// [`EvalError::Format`].
 pub fn read_samples(path: &Path) -> Result<Vec<SampleRow>, EvalError> {
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    r.deserialize()
-        .collect::<Result<Vec<SampleRow>, _>>()
-        .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })
-}
-
-/// Reads result rows from CSV.
-///
-/// # Errors
-/// [`EvalError::Io`] or [`EvalError::Format`] (with the line of a malformed row).
-pub fn read_rows(path: &Path) -> Result<Vec<ResultRow>, EvalError> {
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })?;
-    r.deserialize()
-        .collect::<Result<Vec<ResultRow>, _>>()
-        .map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })
+    read_csv(path)
 }
 
 #[cfg(test)]
