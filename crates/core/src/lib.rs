@@ -281,6 +281,9 @@ impl Problem {
                 if c.len() != k || c.iter().any(|r| r.dim() != (m, m)) {
                     return bad(format!("error covariances must be {k} matrices of size {m}x{m}"));
                 }
+                if c.iter().flat_map(|r| r.iter()).any(|z| !(z.re.is_finite() && z.im.is_finite())) {
+                    return bad("error covariances must be finite".into());
+                }
             }
         }
         Ok(())

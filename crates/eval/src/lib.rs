@@ -73,7 +73,7 @@ pub enum EvalError {
 pub struct ReproduceOptions {
     /// Profile name.
     pub profile: String,
-    /// Only these experiments (empty: all).
+    /// Only these experiments, by name or name prefix (empty: all).
     pub only: Vec<String>,
     /// Discard existing results.
     pub fresh: bool,
@@ -131,8 +131,12 @@ pub fn reproduce(
     opts: &ReproduceOptions,
 ) -> Result<Vec<ExperimentSummary>, EvalError> {
     let cfgs = load_configs(configs_dir)?;
+    // `--only NAME` selects the experiment NAME, or every experiment whose name starts with NAME
+    // (`--only glnn` runs all GLNN experiments).
+    let selected =
+        |c: &ExperimentConfig| opts.only.is_empty() || opts.only.iter().any(|n| c.experiment.starts_with(n.as_str()));
     for name in &opts.only {
-        if !cfgs.iter().any(|c| &c.experiment == name) {
+        if !cfgs.iter().any(|c| c.experiment.starts_with(name.as_str())) {
             return Err(EvalError::Config {
                 origin: configs_dir.display().to_string(),
                 message: format!(
@@ -143,7 +147,7 @@ pub fn reproduce(
         }
     }
     let mut summaries = Vec::new();
-    for cfg in cfgs.iter().filter(|c| opts.only.is_empty() || opts.only.contains(&c.experiment)) {
+    for cfg in cfgs.iter().filter(|c| selected(c)) {
         let dir = results_dir.join(&cfg.experiment);
         let run = RunOptions {
             profile: opts.profile.clone(),

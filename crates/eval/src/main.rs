@@ -108,7 +108,7 @@ enum Command {
         /// Profile (quick | paper | any profile the configs define).
         #[arg(long, default_value = "quick")]
         profile: String,
-        /// Only these experiments.
+        /// Only these experiments (a name, or a prefix such as `glnn`).
         #[arg(long, num_args = 1..)]
         only: Vec<String>,
         /// Config directory.

@@ -286,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn adaptation_ratio_is_early_over_phase_mean() {
+    fn adaptation_ratio_is_after_over_before_change() {
         let rows: Vec<SampleRow> = (0..8)
             .map(|i| SampleRow {
                 point: 0,
