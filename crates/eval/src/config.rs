@@ -222,9 +222,10 @@ pub struct MethodConfig {
     pub normalise_input: Option<bool>,
 }
 
-/// Methods the runner knows.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+/// Methods the runner knows (also the values of the CLI's `solve --method`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum MethodId {
     /// Maximum-ratio transmission.
     Mrt,

@@ -26,18 +26,6 @@ enum Model {
     SalehValenzuela,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum MethodName {
-    Mrt,
-    Zf,
-    Rzf,
-    Wmmse,
-    Glnn,
-    GlnnPlus,
-    Lagd,
-    Lstm,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Draw channels and write them as a complex128 .npy of shape [samples, K, N_rx, M].
@@ -74,7 +62,7 @@ enum Command {
     Solve {
         /// Method.
         #[arg(long, value_enum)]
-        method: MethodName,
+        method: MethodId,
         /// Channels the transmitter knows (.npy).
         #[arg(long)]
         channels: PathBuf,
@@ -169,16 +157,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Solve { method, channels, power, noise, seed, out } => {
             let hs = read_channels_npy(&channels).with_context(|| format!("reading {}", channels.display()))?;
-            let cfg = MethodConfig::of(match method {
-                MethodName::Mrt => MethodId::Mrt,
-                MethodName::Zf => MethodId::Zf,
-                MethodName::Rzf => MethodId::Rzf,
-                MethodName::Wmmse => MethodId::Wmmse,
-                MethodName::Glnn => MethodId::Glnn,
-                MethodName::GlnnPlus => MethodId::GlnnPlus,
-                MethodName::Lagd => MethodId::Lagd,
-                MethodName::Lstm => MethodId::Lstm,
-            });
+            let cfg = MethodConfig::of(method);
             let mut bf = build_method(&cfg, seed)?;
             let mut ws = Vec::with_capacity(hs.len());
             for (s, h) in hs.into_iter().enumerate() {
