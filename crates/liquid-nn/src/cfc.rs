@@ -219,12 +219,7 @@ impl WiredCfc {
         check_step_shapes(input, state, self.n_inputs, self.units)?;
         check_time(t)?;
         let fused = self.fuse(t)?;
-        let mut offset = 0;
-        let mut states = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
-            states.push(state.narrow(1, offset, layer.n_neurons)?);
-            offset += layer.n_neurons;
-        }
+        let states = self.split_state(state)?;
         let ones = Tensor::ones((input.dims()[0], 1), DType::F64, input.device())?;
         let states = self.advance(&fused, input, &states, &ones, t)?;
         let output = states.last().map_or(Ok(input.clone()), |s| s.narrow(1, 0, self.n_outputs))?;
@@ -259,6 +254,17 @@ impl WiredCfc {
     /// of [`step`](Self::step), with the fused weights built once for the whole sequence.
     ///
     /// # Errors
+    /// The per-layer blocks of a packed state `[batch, units]`.
+    fn split_state(&self, state: &Tensor) -> Result<Vec<Tensor>, LiquidError> {
+        let mut offset = 0;
+        let mut states = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            states.push(state.narrow(1, offset, layer.n_neurons)?);
+            offset += layer.n_neurons;
+        }
+        Ok(states)
+    }
+
     /// As [`step`](Self::step).
     pub fn run_sequence(&self, seq: &Tensor, state: &Tensor, t: f64) -> Result<(Tensor, Tensor), LiquidError> {
         let dims = seq.dims();
@@ -268,12 +274,7 @@ impl WiredCfc {
         check_step_shapes(&seq.narrow(0, 0, 1)?, state, self.n_inputs, self.units)?;
         check_time(t)?;
         let fused = self.fuse(t)?;
-        let mut offset = 0;
-        let mut states = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
-            states.push(state.narrow(1, offset, layer.n_neurons)?);
-            offset += layer.n_neurons;
-        }
+        let mut states = self.split_state(state)?;
         let ones = Tensor::ones((1, 1), DType::F64, seq.device())?;
         let mut last = Vec::with_capacity(dims[0]);
         for k in 0..dims[0] {
