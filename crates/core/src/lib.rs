@@ -29,6 +29,8 @@
 
 use std::time::Duration;
 
+pub mod experiment;
+
 use beamlab_linalg_ops::{LinalgError, c64};
 use ndarray::{Array1, Array2, Array3, Axis};
 
