@@ -127,10 +127,26 @@ pub fn plot_series(
     let svg = dir.join(format!("{stem}.svg"));
     let png = dir.join(format!("{stem}.png"));
     let x_label = "Sample (time slot)";
-    draw(SVGBackend::new(&svg, (900, 560)).into_drawing_area(), title, x_label, metric, data, false)
-        .map_err(|message| EvalError::Figure { path: svg.clone(), message })?;
-    draw(BitMapBackend::new(&png, (900, 560)).into_drawing_area(), title, x_label, metric, data, false)
-        .map_err(|message| EvalError::Figure { path: png.clone(), message })?;
+    draw(
+        SVGBackend::new(&svg, (900, 560)).into_drawing_area(),
+        title,
+        x_label,
+        metric.label(),
+        metric == Metric::TimeMs,
+        data,
+        false,
+    )
+    .map_err(|message| EvalError::Figure { path: svg.clone(), message })?;
+    draw(
+        BitMapBackend::new(&png, (900, 560)).into_drawing_area(),
+        title,
+        x_label,
+        metric.label(),
+        metric == Metric::TimeMs,
+        data,
+        false,
+    )
+    .map_err(|message| EvalError::Figure { path: png.clone(), message })?;
     Ok(())
 }
 
@@ -138,7 +154,8 @@ fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     x_label: &str,
-    metric: Metric,
+    y_label: &str,
+    y_from_zero: bool,
     data: &[(String, Vec<(f64, f64)>)],
     markers: bool,
 ) -> Result<(), String>
@@ -155,7 +172,7 @@ where
     }
     let pad_x = if x1 > x0 { 0.03 * (x1 - x0) } else { 1.0 };
     let pad_y = if y1 > y0 { 0.08 * (y1 - y0) } else { 1.0 };
-    let y_low = if metric == Metric::TimeMs { 0.0_f64.min(y0) } else { y0 - pad_y };
+    let y_low = if y_from_zero { 0.0_f64.min(y0) } else { y0 - pad_y };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(12)
@@ -166,7 +183,7 @@ where
     chart
         .configure_mesh()
         .x_desc(x_label)
-        .y_desc(metric.label())
+        .y_desc(y_label)
         .label_style(("sans-serif", 14))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
@@ -210,9 +227,49 @@ pub fn plot(
     let data = series(rows, metric);
     let svg = dir.join(format!("{stem}.svg"));
     let png = dir.join(format!("{stem}.png"));
-    draw(SVGBackend::new(&svg, (800, 560)).into_drawing_area(), title, axis.label(), metric, &data, true)
+    draw(
+        SVGBackend::new(&svg, (800, 560)).into_drawing_area(),
+        title,
+        axis.label(),
+        metric.label(),
+        metric == Metric::TimeMs,
+        &data,
+        true,
+    )
+    .map_err(|message| EvalError::Figure { path: svg.clone(), message })?;
+    draw(
+        BitMapBackend::new(&png, (800, 560)).into_drawing_area(),
+        title,
+        axis.label(),
+        metric.label(),
+        metric == Metric::TimeMs,
+        &data,
+        true,
+    )
+    .map_err(|message| EvalError::Figure { path: png.clone(), message })?;
+    Ok(())
+}
+
+/// Writes `<stem>.svg` and `<stem>.png` of curves `(series, [(x, y)])` with free axis labels
+/// (family experiments: error against horizon, SE against iteration, ...).
+///
+/// # Errors
+/// [`EvalError::Figure`] naming the file.
+pub fn plot_curves(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    data: &[(String, Vec<(f64, f64)>)],
+) -> Result<(), EvalError> {
+    register_font();
+    let svg = dir.join(format!("{stem}.svg"));
+    let png = dir.join(format!("{stem}.png"));
+    let markers = data.iter().all(|(_, p)| p.len() <= 40);
+    draw(SVGBackend::new(&svg, (800, 560)).into_drawing_area(), title, x_label, y_label, false, data, markers)
         .map_err(|message| EvalError::Figure { path: svg.clone(), message })?;
-    draw(BitMapBackend::new(&png, (800, 560)).into_drawing_area(), title, axis.label(), metric, &data, true)
+    draw(BitMapBackend::new(&png, (800, 560)).into_drawing_area(), title, x_label, y_label, false, data, markers)
         .map_err(|message| EvalError::Figure { path: png.clone(), message })?;
     Ok(())
 }

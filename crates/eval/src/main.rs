@@ -210,9 +210,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             let summaries = reproduce(&configs, &results, &opts)?;
             for s in &summaries {
-                println!("{}: {} rows", s.experiment, s.rows.len());
-                for c in &s.checks {
-                    println!("  [{}] {}", if c.holds { "ok" } else { "FAILS" }, c.claim);
+                println!("{}: {} rows", s.experiment, s.rows.len() + s.curves.len());
+                let claims = s.checks.iter().map(|c| (c.holds, &c.claim));
+                for (holds, claim) in claims.chain(s.curve_checks.iter().map(|c| (c.holds, &c.claim))) {
+                    println!("  [{}] {claim}", if holds { "ok" } else { "FAILS" });
                 }
             }
             println!("report: {}", results.join("REPORT.md").display());

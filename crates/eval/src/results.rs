@@ -117,12 +117,12 @@ impl Manifest {
     }
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// FNV-1a hash of the running executable (computed once per process).
-fn code_hash() -> String {
+pub(crate) fn code_hash() -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
         std::env::current_exe()
@@ -133,7 +133,7 @@ fn code_hash() -> String {
     .clone()
 }
 
-fn git_revision() -> String {
+pub(crate) fn git_revision() -> String {
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -151,7 +151,7 @@ fn git_revision() -> String {
     }
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|s| s.trim().to_string())
@@ -161,7 +161,7 @@ fn host_name() -> String {
 }
 
 /// Current UTC time as RFC 3339 (civil-from-days conversion; no time-zone database needed).
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -210,7 +210,7 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Eva
 ///
 /// # Errors
 /// [`EvalError::Io`] or [`EvalError::Format`].
-fn write_csv_atomic<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalError> {
+pub(crate) fn write_csv_atomic<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalError> {
     let format = |e: &dyn std::fmt::Display| EvalError::Format { path: path.to_path_buf(), message: e.to_string() };
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
@@ -224,7 +224,7 @@ fn write_csv_atomic<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalErr
 ///
 /// # Errors
 /// [`EvalError::Format`].
-fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EvalError> {
+pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EvalError> {
     let format = |e: csv::Error| EvalError::Format { path: path.to_path_buf(), message: e.to_string() };
     let mut r = csv::Reader::from_path(path).map_err(format)?;
     r.deserialize().collect::<Result<Vec<T>, _>>().map_err(format)

@@ -1,0 +1,709 @@
+//! Family experiments: experiments that are not Monte-Carlo sweeps of beamformers (prediction
+//! error against horizon, convergence traces, training curves, outage tables).
+//!
+//! A family config names a `family` (the method family that owns the experiment's code), a
+//! `[params]` table handed to that family's parameter struct, and per-profile overrides of those
+//! parameters (`[profile.quick]`, `[profile.paper]`, each a table of `params` keys). The family
+//! builds a [`FamilyExperiment`]; the harness runs its units in parallel (rayon), stores every
+//! finished unit's [`CurveRow`]s atomically in `curves.csv` (so an interrupted run resumes without
+//! redoing finished units), draws the configured figures from the stored rows, and checks claims.
+//!
+//! ```toml
+//! experiment = "wmmse_convergence"
+//! title = "WMMSE: sum SE against iteration"
+//! seed = 11
+//! family = "wmmse_convergence"
+//! [params]
+//! n_tx = 16
+//! [profile.quick]
+//! n_realisations = 10
+//! [[figure]]
+//! name = "se_vs_iteration"
+//! metric = "sum_se"
+//! x_label = "Iteration"
+//! y_label = "Sum SE (bit/s/Hz)"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use beamlab_core::derive_seed;
+use beamlab_core::experiment::FamilyExperiment;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::EvalError;
+use crate::results::{
+    code_hash, fnv1a, git_revision, host_name, read_csv, utc_now, write_csv_atomic, write_json_atomic,
+};
+
+/// A family experiment's configuration (a `configs/*.toml` file with a top-level `family` key).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyConfig {
+    /// Name; results go to `results/<experiment>/`.
+    pub experiment: String,
+    /// Human-readable title.
+    pub title: String,
+    /// Context printed under the title in REPORT.md.
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Base seed; unit `u` runs with `derive_seed(seed, [u])`.
+    pub seed: u64,
+    /// The method family that owns the experiment (see [`FAMILIES`]).
+    pub family: String,
+    /// Parameters common to every profile.
+    #[serde(default)]
+    pub params: toml::Table,
+    /// Per-profile parameter overrides (`[profile.quick]`, `[profile.paper]`).
+    pub profile: BTreeMap<String, toml::Table>,
+    /// Figures: one metric against x, one line per series.
+    #[serde(default)]
+    pub figure: Vec<CurveFigure>,
+    /// Claims checked against the curves.
+    #[serde(default)]
+    pub check: Vec<CurveCheck>,
+}
+
+/// A figure of a family experiment.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CurveFigure {
+    /// File stem.
+    pub name: String,
+    /// Metric shown.
+    pub metric: String,
+    /// x-axis label.
+    pub x_label: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// Series shown (empty: all).
+    #[serde(default)]
+    pub series: Vec<String>,
+}
+
+/// A claim on the curves: `better` beats `than` on `metric` (at `at`, or at every common x).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CurveCheck {
+    /// Text of the claim.
+    pub claim: String,
+    /// Series expected to be better.
+    pub better: String,
+    /// Series it is compared with.
+    pub than: String,
+    /// Metric compared.
+    pub metric: String,
+    /// Whether lower values are better (errors, power, time).
+    #[serde(default)]
+    pub lower_is_better: bool,
+    /// Required advantage in the metric's unit (default 0, or no absolute requirement when
+    /// `relative_margin` is given).
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// Required relative advantage (advantage / |than|).
+    #[serde(default)]
+    pub relative_margin: Option<f64>,
+    /// Only at this x (default: every x both series have).
+    #[serde(default)]
+    pub at: Option<f64>,
+}
+
+/// Outcome of a [`CurveCheck`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurveCheckOutcome {
+    /// The claim's text.
+    pub claim: String,
+    /// Whether it holds at every considered x.
+    pub holds: bool,
+    /// Smallest advantage (metric units, sign such that positive means `better` is better).
+    pub worst_margin: f64,
+    /// Advantage relative to `|than|` at that x.
+    pub worst_relative: f64,
+    /// Where the advantage is smallest.
+    pub worst_x: f64,
+    /// Number of x values compared.
+    pub n_compared: usize,
+}
+
+/// One stored curve row (`curves.csv`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct StoredCurveRow {
+    /// Unit that produced the row.
+    pub unit: usize,
+    /// Series.
+    pub series: String,
+    /// Metric.
+    pub metric: String,
+    /// Abscissa.
+    pub x: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation.
+    pub std: f64,
+    /// Number of measurements.
+    pub n: usize,
+}
+
+/// Provenance of a family experiment's results (`manifest.json`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct FamilyManifest {
+    /// Experiment name.
+    pub experiment: String,
+    /// Family.
+    pub family: String,
+    /// Profile used.
+    pub profile: String,
+    /// Base seed.
+    pub seed: u64,
+    /// The parameters after merging the profile's overrides.
+    pub params: toml::Table,
+    /// The full configuration.
+    pub config: FamilyConfig,
+    /// Hash of (configuration, profile, code): results are resumed only when it matches.
+    pub fingerprint: String,
+    /// Hash of the executable.
+    pub code_hash: String,
+    /// Git revision (`-dirty` when the work tree had changes).
+    pub git_revision: String,
+    /// Host name.
+    pub host: String,
+    /// UTC start time.
+    pub timestamp: String,
+    /// beamlab version.
+    pub beamlab_version: String,
+    /// Units finished so far.
+    pub units_done: Vec<usize>,
+}
+
+/// The families the harness knows, with what their experiments show.
+pub const FAMILIES: &[(&str, &str)] = &[(
+    "wmmse_convergence",
+    "WMMSE sum SE after each iteration, averaged over realisations, one series per initialisation",
+)];
+
+fn config_error(origin: &str, message: impl Into<String>) -> EvalError {
+    EvalError::Config { origin: origin.to_string(), message: message.into() }
+}
+
+impl FamilyConfig {
+    /// Parses a TOML string; `origin` names the file in errors.
+    ///
+    /// # Errors
+    /// [`EvalError::Config`] naming the key (and line, where the parser knows it); parameters are
+    /// checked by building the experiment for every profile.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, EvalError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| config_error(origin, e.to_string()))?;
+        if cfg.experiment.is_empty()
+            || !cfg.experiment.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(config_error(
+                origin,
+                format!("experiment name {:?} must be non-empty [A-Za-z0-9_-]", cfg.experiment),
+            ));
+        }
+        if cfg.profile.is_empty() {
+            return Err(config_error(origin, "at least one [profile.NAME] table is required"));
+        }
+        for name in cfg.profile.keys() {
+            cfg.build(name).map_err(|e| match e {
+                EvalError::Config { message, .. } => config_error(origin, message),
+                other => other,
+            })?;
+        }
+        for c in &cfg.check {
+            if c.better == c.than {
+                return Err(config_error(origin, format!("check {:?} compares {:?} with itself", c.claim, c.better)));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The parameters of `profile`: `[params]` with the profile's keys replacing (deeply merged
+    /// into) the common ones.
+    ///
+    /// # Errors
+    /// [`EvalError::Config`] when the profile does not exist.
+    pub fn resolve_params(&self, profile: &str) -> Result<toml::Table, EvalError> {
+        let overrides = self.profile.get(profile).ok_or_else(|| {
+            config_error(
+                &self.experiment,
+                format!(
+                    "no profile {profile:?} (available: {})",
+                    self.profile.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        let mut merged = self.params.clone();
+        merge(&mut merged, overrides);
+        Ok(merged)
+    }
+
+    /// Builds the experiment of `profile`.
+    ///
+    /// # Errors
+    /// Unknown family, profile or parameter, or parameters the family rejects.
+    pub fn build(&self, profile: &str) -> Result<Box<dyn FamilyExperiment>, EvalError> {
+        let params = self.resolve_params(profile)?;
+        build_family(&self.family, params)
+            .map_err(|message| config_error(&self.experiment, format!("[params] / [profile.{profile}]: {message}")))
+    }
+}
+
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(params: toml::Table) -> Result<T, String> {
+    toml::Value::Table(params).try_into().map_err(|e: toml::de::Error| e.to_string())
+}
+
+/// Builds the experiment of `family` from its parameters (the one place that maps family names
+/// to code).
+///
+/// # Errors
+/// A message naming the unknown family or the bad parameter.
+pub fn build_family(family: &str, params: toml::Table) -> Result<Box<dyn FamilyExperiment>, String> {
+    match family {
+        "wmmse_convergence" => {
+            let p: crate::convergence::WmmseConvergenceParams = parse(params)?;
+            Ok(Box::new(p.build().map_err(|e| e.to_string())?))
+        }
+        other => Err(format!(
+            "unknown family {other:?} (known: {})",
+            FAMILIES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Options of [`run_family`].
+#[derive(Clone, Debug)]
+pub struct FamilyRunOptions {
+    /// Profile name.
+    pub profile: String,
+    /// Discard existing results.
+    pub fresh: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Stop after this many newly computed units (for interruption tests).
+    pub max_new_units: Option<usize>,
+}
+
+/// Runs (or resumes) a family experiment into `out_dir` (`curves.csv`, `manifest.json`).
+/// Returns every stored row, sorted by (unit, series, metric, x).
+///
+/// # Errors
+/// Config, IO or unit errors (a failing unit stops the run; finished units stay stored).
+pub fn run_family(
+    cfg: &FamilyConfig,
+    out_dir: &Path,
+    opts: &FamilyRunOptions,
+) -> Result<Vec<StoredCurveRow>, EvalError> {
+    let params = cfg.resolve_params(&opts.profile)?;
+    let exp = cfg.build(&opts.profile)?;
+    let _span = tracing::info_span!("family", name = %cfg.experiment, profile = %opts.profile).entered();
+    std::fs::create_dir_all(out_dir).map_err(|e| EvalError::Io { path: out_dir.to_path_buf(), source: e })?;
+    let code = code_hash();
+    let key = serde_json::to_string(&(cfg, &opts.profile, &code)).unwrap_or_default();
+    let mut manifest = FamilyManifest {
+        experiment: cfg.experiment.clone(),
+        family: cfg.family.clone(),
+        profile: opts.profile.clone(),
+        seed: cfg.seed,
+        params,
+        config: cfg.clone(),
+        fingerprint: format!("{:016x}", fnv1a(key.as_bytes())),
+        code_hash: code,
+        git_revision: git_revision(),
+        host: host_name(),
+        timestamp: utc_now(),
+        beamlab_version: env!("CARGO_PKG_VERSION").to_string(),
+        units_done: Vec::new(),
+    };
+    let csv_path = out_dir.join("curves.csv");
+    let manifest_path = out_dir.join("manifest.json");
+    let mut rows: Vec<StoredCurveRow> = Vec::new();
+    if !opts.fresh && csv_path.exists() {
+        match read_family_manifest(&manifest_path) {
+            Ok(old) if old.fingerprint == manifest.fingerprint => {
+                rows = read_csv(&csv_path)?;
+                manifest.units_done = old.units_done;
+                rows.retain(|r| manifest.units_done.contains(&r.unit));
+            }
+            _ => tracing::warn!(
+                "configuration or code changed since the last run of {}; starting afresh",
+                cfg.experiment
+            ),
+        }
+    }
+    write_json_atomic(&manifest_path, &manifest)?;
+    let n_units = exp.n_units();
+    let mut todo: Vec<usize> = (0..n_units).filter(|u| !manifest.units_done.contains(u)).collect();
+    if let Some(cap) = opts.max_new_units {
+        todo.truncate(cap);
+    }
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(n_units as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} units {elapsed} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_prefix(cfg.experiment.clone());
+        b.set_position((n_units - todo.len()) as u64);
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let state = Mutex::new((rows, manifest));
+    let poisoned = || config_error(&cfg.experiment, "results lock poisoned");
+    todo.par_iter().try_for_each(|&u| -> Result<(), EvalError> {
+        bar.set_message(exp.unit_label(u));
+        let new = exp
+            .run_unit(u, derive_seed(cfg.seed, &[u as u64]))
+            .map_err(|e| config_error(&cfg.experiment, format!("unit {u} ({}): {e}", exp.unit_label(u))))?;
+        let mut guard = state.lock().map_err(|_| poisoned())?;
+        let (rows, manifest) = &mut *guard;
+        rows.extend(new.into_iter().map(|r| StoredCurveRow {
+            unit: u,
+            series: r.series,
+            metric: r.metric,
+            x: r.x,
+            mean: r.mean,
+            std: r.std,
+            n: r.n,
+        }));
+        rows.sort_by(|a, b| {
+            (a.unit, &a.series, &a.metric).cmp(&(b.unit, &b.series, &b.metric)).then(a.x.total_cmp(&b.x))
+        });
+        manifest.units_done.push(u);
+        manifest.units_done.sort_unstable();
+        // Rows first, then the manifest that declares them finished: a crash in between only
+        // recomputes the unit.
+        write_csv_atomic(&csv_path, rows)?;
+        write_json_atomic(&manifest_path, &*manifest)?;
+        bar.inc(1);
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let (rows, _) = state.into_inner().map_err(|_| poisoned())?;
+    Ok(rows)
+}
+
+/// Reads a family manifest.
+///
+/// # Errors
+/// IO or JSON errors.
+pub fn read_family_manifest(path: &Path) -> Result<FamilyManifest, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Io { path: path.to_path_buf(), source: e })?;
+    serde_json::from_str(&text).map_err(|e| EvalError::Format { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// Reads stored curve rows.
+///
+/// # Errors
+/// [`EvalError::Format`].
+pub fn read_curves(path: &Path) -> Result<Vec<StoredCurveRow>, EvalError> {
+    read_csv(path)
+}
+
+/// Curves `(series, [(x, mean)])` of one metric, in first-appearance order, sorted by x,
+/// skipping non-finite values.
+#[must_use]
+pub fn curves_of(rows: &[StoredCurveRow], metric: &str, only: &[String]) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut out: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for r in rows.iter().filter(|r| r.metric == metric && (only.is_empty() || only.contains(&r.series))) {
+        if !r.mean.is_finite() {
+            continue;
+        }
+        match out.iter_mut().find(|(s, _)| *s == r.series) {
+            Some((_, pts)) => pts.push((r.x, r.mean)),
+            None => out.push((r.series.clone(), vec![(r.x, r.mean)])),
+        }
+    }
+    for (_, pts) in &mut out {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    if !only.is_empty() {
+        out.sort_by_key(|(s, _)| only.iter().position(|o| o == s));
+    }
+    out
+}
+
+/// Evaluates a claim on stored curves.
+#[must_use]
+pub fn check_curves(check: &CurveCheck, rows: &[StoredCurveRow]) -> CurveCheckOutcome {
+    let mut worst = (f64::INFINITY, f64::NAN, f64::NAN);
+    let mut all_hold = true;
+    let mut n = 0;
+    for a in rows.iter().filter(|r| r.metric == check.metric && r.series == check.better) {
+        if check.at.is_some_and(|x| x != a.x) {
+            continue;
+        }
+        let Some(b) = rows.iter().find(|r| r.metric == check.metric && r.series == check.than && r.x == a.x) else {
+            continue;
+        };
+        n += 1;
+        let d = if check.lower_is_better { b.mean - a.mean } else { a.mean - b.mean };
+        let d = if d.is_nan() { f64::NEG_INFINITY } else { d };
+        let rel = d / b.mean.abs();
+        let margin = check.margin.unwrap_or(if check.relative_margin.is_some() { f64::NEG_INFINITY } else { 0.0 });
+        all_hold &= d >= margin && check.relative_margin.is_none_or(|m| rel >= m);
+        if d < worst.0 {
+            worst = (d, rel, a.x);
+        }
+    }
+    CurveCheckOutcome {
+        claim: check.claim.clone(),
+        holds: n > 0 && all_hold && worst.0.is_finite(),
+        worst_margin: worst.0,
+        worst_relative: worst.1,
+        worst_x: worst.2,
+        n_compared: n,
+    }
+}
+
+/// Draws every configured figure of a family experiment.
+///
+/// # Errors
+/// [`EvalError::Figure`].
+pub fn draw_figures(cfg: &FamilyConfig, dir: &Path, rows: &[StoredCurveRow]) -> Result<(), EvalError> {
+    for f in &cfg.figure {
+        let data = curves_of(rows, &f.metric, &f.series);
+        crate::figures::plot_curves(dir, &f.name, &cfg.title, &f.x_label, &f.y_label, &data)?;
+    }
+    Ok(())
+}
+
+/// REPORT.md section of a family experiment: provenance, figures, one table per metric (series ×
+/// x, mean ± std) and the claim checks.
+#[must_use]
+pub fn family_section(cfg: &FamilyConfig, manifest: &FamilyManifest, rows: &[StoredCurveRow]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "## {} — {}\n", cfg.experiment, cfg.title);
+    if let Some(notes) = &cfg.notes {
+        let _ = writeln!(s, "{}\n", notes.trim());
+    }
+    let params = toml::to_string(&manifest.params).unwrap_or_default().replace('\n', "; ");
+    let _ = writeln!(
+        s,
+        "Family `{}`, profile `{}`, seed {}, revision `{}`, run at {} on `{}`. Parameters: `{}`\n",
+        manifest.family,
+        manifest.profile,
+        manifest.seed,
+        manifest.git_revision,
+        manifest.timestamp,
+        manifest.host,
+        params.trim_end_matches("; ")
+    );
+    for f in &cfg.figure {
+        let _ = writeln!(s, "![{}]({}/{}.svg)\n", f.name, cfg.experiment, f.name);
+    }
+    let mut metrics: Vec<&str> = Vec::new();
+    for r in rows {
+        if !metrics.contains(&r.metric.as_str()) {
+            metrics.push(&r.metric);
+        }
+    }
+    for m in metrics {
+        let curves: Vec<&StoredCurveRow> = rows.iter().filter(|r| r.metric == m).collect();
+        let mut xs: Vec<f64> = curves.iter().map(|r| r.x).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        // Long curves (traces) are shown at up to 12 evenly spaced x values, always with the last.
+        let shown: Vec<f64> = if xs.len() <= 12 {
+            xs.clone()
+        } else {
+            let step = (xs.len() - 1) as f64 / 11.0;
+            (0..12).map(|i| xs[((i as f64 * step).round() as usize).min(xs.len() - 1)]).collect()
+        };
+        let mut series: Vec<&str> = Vec::new();
+        for r in &curves {
+            if !series.contains(&r.series.as_str()) {
+                series.push(&r.series);
+            }
+        }
+        let _ = writeln!(s, "Metric `{m}` (mean ± std over n):\n");
+        let _ = write!(s, "| series |");
+        for x in &shown {
+            let _ = write!(s, " {x} |");
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(s, "|---|{}", "---|".repeat(shown.len()));
+        for name in series {
+            let _ = write!(s, "| {name} |");
+            for x in &shown {
+                match curves.iter().find(|r| r.series == name && r.x == *x) {
+                    Some(r) if r.n > 1 => {
+                        let _ = write!(s, " {} ± {} |", fmt_num(r.mean), fmt_num(r.std));
+                    }
+                    Some(r) => {
+                        let _ = write!(s, " {} |", fmt_num(r.mean));
+                    }
+                    None => {
+                        let _ = write!(s, " – |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s);
+    }
+    if !cfg.check.is_empty() {
+        let _ = writeln!(s, "| claim | holds | worst advantage | relative | at x | points compared |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for c in &cfg.check {
+            let o = check_curves(c, rows);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:+.2} % | {} | {} |",
+                o.claim,
+                if o.holds { "yes" } else { "**no**" },
+                fmt_num(o.worst_margin),
+                100.0 * o.worst_relative,
+                o.worst_x,
+                o.n_compared
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn fmt_num(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        format!("{v}")
+    } else if v.abs() >= 1e4 || v.abs() < 1e-3 {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+experiment = "conv"
+title = "t"
+seed = 3
+family = "wmmse_convergence"
+[params]
+n_tx = 8
+n_users = 2
+n_iterations = 6
+[profile.quick]
+n_realisations = 3
+[profile.paper]
+n_realisations = 5
+n_tx = 12
+[[figure]]
+name = "f"
+metric = "sum_se"
+x_label = "Iteration"
+y_label = "Sum SE"
+[[check]]
+claim = "RZF start beats random start at iteration 0"
+better = "WMMSE (RZF start)"
+than = "WMMSE (random start)"
+metric = "sum_se"
+at = 0.0
+"#;
+
+    #[test]
+    fn profiles_override_params() {
+        let c = FamilyConfig::from_toml_str(GOOD, "g.toml").unwrap();
+        let q = c.resolve_params("quick").unwrap();
+        assert_eq!(q["n_tx"].as_integer(), Some(8));
+        assert_eq!(q["n_realisations"].as_integer(), Some(3));
+        assert_eq!(c.resolve_params("paper").unwrap()["n_tx"].as_integer(), Some(12));
+        assert!(c.resolve_params("nope").is_err());
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        for (from, to, needle) in [
+            ("n_tx = 8", "n_txx = 8", "n_txx"),
+            ("family = \"wmmse_convergence\"", "family = \"nope\"", "unknown family"),
+            ("n_realisations = 5", "n_realisations = \"five\"", "n_realisations"),
+            ("n_users = 2", "n_users = 0", "n_users"),
+            ("seed = 3", "seed = 3\nfoo = 1", "foo"),
+        ] {
+            let bad = GOOD.replace(from, to);
+            let e = FamilyConfig::from_toml_str(&bad, "bad.toml").unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("bad.toml"), "{from} -> {to}: {e}");
+        }
+    }
+
+    #[test]
+    fn run_resume_and_thread_independence() {
+        let c = FamilyConfig::from_toml_str(GOOD, "g.toml").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts =
+            |max| FamilyRunOptions { profile: "quick".into(), fresh: false, progress: false, max_new_units: max };
+        let partial = run_family(&c, dir.path(), &opts(Some(1))).unwrap();
+        assert!(!partial.is_empty());
+        let m = read_family_manifest(&dir.path().join("manifest.json")).unwrap();
+        assert_eq!(m.units_done.len(), 1);
+        let full = run_family(&c, dir.path(), &opts(None)).unwrap();
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let single = pool.install(|| run_family(&c, fresh_dir.path(), &opts(None)).unwrap());
+        assert_eq!(full, single, "resumed and single-threaded runs differ");
+        assert_eq!(read_curves(&dir.path().join("curves.csv")).unwrap(), full);
+        draw_figures(&c, dir.path(), &full).unwrap();
+        assert!(dir.path().join("f.svg").exists() && dir.path().join("f.png").exists());
+        let o = check_curves(&c.check[0], &full);
+        assert_eq!(o.n_compared, 1);
+        assert!(o.holds, "{o:?}");
+        let md = family_section(&c, &read_family_manifest(&dir.path().join("manifest.json")).unwrap(), &full);
+        assert!(md.contains("WMMSE (RZF start)") && md.contains("| yes |"), "{md}");
+    }
+
+    #[test]
+    fn check_directions() {
+        let row = |s: &str, x: f64, v: f64| StoredCurveRow {
+            unit: 0,
+            series: s.into(),
+            metric: "e".into(),
+            x,
+            mean: v,
+            std: 0.0,
+            n: 1,
+        };
+        let rows = vec![row("a", 1.0, 1.0), row("b", 1.0, 2.0), row("a", 2.0, 1.0), row("b", 2.0, f64::NAN)];
+        let mut c = CurveCheck {
+            claim: "c".into(),
+            better: "a".into(),
+            than: "b".into(),
+            metric: "e".into(),
+            lower_is_better: true,
+            margin: None,
+            relative_margin: None,
+            at: Some(1.0),
+        };
+        assert!(check_curves(&c, &rows).holds);
+        c.lower_is_better = false;
+        assert!(!check_curves(&c, &rows).holds);
+        c.at = None;
+        c.lower_is_better = true;
+        assert!(!check_curves(&c, &rows).holds, "a NaN comparison must fail the claim");
+        c.at = Some(1.0);
+        c.lower_is_better = false;
+        c.relative_margin = Some(-0.6);
+        assert!(check_curves(&c, &rows).holds, "a tolerance of 60 % admits 1 vs 2");
+        c.relative_margin = Some(-0.4);
+        assert!(!check_curves(&c, &rows).holds);
+        c.metric = "other".into();
+        assert!(!check_curves(&c, &rows).holds, "nothing compared must not hold");
+    }
+}
