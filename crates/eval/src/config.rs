@@ -77,6 +77,9 @@ pub struct ScenarioConfig {
     /// Angular spread in degrees (Saleh–Valenzuela; default 10).
     #[serde(default)]
     pub angular_spread_deg: Option<f64>,
+    /// RF chains of hybrid precoders (default: one per user). Digital methods ignore it.
+    #[serde(default)]
+    pub n_rf: Option<usize>,
 }
 
 /// Channel models.
@@ -152,6 +155,13 @@ pub enum SweepAxis {
     /// Number of transmit antennas `M` (replaces `scenario.n_tx`; SNR from `fixed_dbm`, default
     /// 10 dB).
     NTx,
+    /// RF chains of hybrid precoders (replaces `scenario.n_rf`; SNR from `fixed_dbm`, default 10 dB).
+    NRf,
+    /// Number of users `K` (replaces `scenario.n_users`; SNR from `fixed_dbm`, default 10 dB).
+    NUsers,
+    /// Relative CSI error `δ` (requires `csi.model = "relative"`, whose `delta` it replaces; SNR
+    /// from `fixed_dbm`, default 10 dB).
+    Delta,
 }
 
 impl SweepAxis {
@@ -163,6 +173,9 @@ impl SweepAxis {
             SweepAxis::PowerDbm => "Transmit power P (dBm)",
             SweepAxis::CeeDb => "Channel estimation error CEE (dB)",
             SweepAxis::NTx => "Transmit antennas M",
+            SweepAxis::NRf => "RF chains",
+            SweepAxis::NUsers => "Users K",
+            SweepAxis::Delta => "Relative CSI error δ",
         }
     }
 }
@@ -518,7 +531,11 @@ impl ExperimentConfig {
             CsiKind::Awgn if csi.cee_db.is_none() && self.sweep.axis != SweepAxis::CeeDb => {
                 return Err("csi model \"awgn\" needs `cee_db` (or sweep.axis = \"cee_db\")".into());
             }
-            CsiKind::Relative if csi.cee_db.is_some() || !csi.delta.is_some_and(|d| d.is_finite() && d >= 0.0) => {
+            CsiKind::Relative
+                if csi.cee_db.is_some()
+                    || !(csi.delta.is_some_and(|d| d.is_finite() && d >= 0.0)
+                        || (csi.delta.is_none() && self.sweep.axis == SweepAxis::Delta)) =>
+            {
                 return Err("csi model \"relative\" needs a finite `delta` >= 0 and no `cee_db`".into());
             }
             _ => {}
@@ -544,8 +561,18 @@ impl ExperimentConfig {
             return Err("sweep.values must be a non-empty list of finite numbers".into());
         }
         let all_values = self.profile.values().filter_map(|p| p.values.as_ref()).flatten().chain(&self.sweep.values);
-        if self.sweep.axis == SweepAxis::NTx && all_values.clone().any(|v| !(*v >= 1.0 && v.fract() == 0.0)) {
-            return Err("sweep.axis = \"n_tx\" needs whole numbers >= 1".into());
+        let whole = matches!(self.sweep.axis, SweepAxis::NTx | SweepAxis::NRf | SweepAxis::NUsers);
+        if whole && all_values.clone().any(|v| !(*v >= 1.0 && v.fract() == 0.0)) {
+            return Err(format!("sweep.axis = {:?} needs whole numbers >= 1", self.sweep.axis));
+        }
+        if self.sweep.axis == SweepAxis::Delta && all_values.clone().any(|v| *v < 0.0) {
+            return Err("sweep.axis = \"delta\" needs values >= 0".into());
+        }
+        if self.sweep.axis == SweepAxis::Delta && self.csi.model != CsiKind::Relative {
+            return Err("sweep.axis = \"delta\" needs csi.model = \"relative\"".into());
+        }
+        if self.scenario.n_rf == Some(0) {
+            return Err("scenario.n_rf must be >= 1".into());
         }
         if self.sweep.axis == SweepAxis::CeeDb && self.csi.model != CsiKind::Awgn {
             return Err("sweep.axis = \"cee_db\" needs csi.model = \"awgn\"".into());

@@ -8,7 +8,8 @@ use beamlab_channel::{
 };
 use beamlab_core::{Problem, derive_seed};
 use beamlab_eval::config::{MethodConfig, MethodId};
-use beamlab_eval::{ReproduceOptions, reproduce, runner::build_method};
+use beamlab_eval::runner::{MethodContext, build_method};
+use beamlab_eval::{ReproduceOptions, reproduce};
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -75,6 +76,9 @@ enum Command {
         /// Seed for randomised methods.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// RF chains of hybrid methods (default: one per user).
+        #[arg(long)]
+        n_rf: Option<usize>,
         /// Output .npy.
         #[arg(long)]
         out: PathBuf,
@@ -155,10 +159,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             eprintln!("wrote {samples} samples to {}", out.display());
         }
-        Command::Solve { method, channels, power, noise, seed, out } => {
+        Command::Solve { method, channels, power, noise, seed, n_rf, out } => {
             let hs = read_channels_npy(&channels).with_context(|| format!("reading {}", channels.display()))?;
             let cfg = MethodConfig::of(method);
-            let mut bf = build_method(&cfg, seed)?;
+            let n_users = hs.first().map_or(1, beamlab_core::Channel::n_users);
+            let ctx = MethodContext { n_rf: n_rf.unwrap_or(n_users) };
+            let mut bf = build_method(&cfg, seed, &ctx)?;
             let mut ws = Vec::with_capacity(hs.len());
             for (s, h) in hs.into_iter().enumerate() {
                 let problem =

@@ -32,11 +32,35 @@ use crate::results::{
     Manifest, ResultRow, SampleRow, read_rows, read_samples, write_json_atomic, write_rows_atomic, write_samples_atomic,
 };
 
+/// What a method needs to know about the system beyond the [`Problem`](beamlab_core::Problem)
+/// it solves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MethodContext {
+    /// RF chains of hybrid precoders.
+    pub n_rf: usize,
+}
+
+/// The method context at sweep value `x`.
+#[must_use]
+pub fn method_context(cfg: &ExperimentConfig, x: f64) -> MethodContext {
+    let n_rf = if cfg.sweep.axis == SweepAxis::NRf {
+        x as usize
+    } else {
+        cfg.scenario.n_rf.unwrap_or_else(|| n_users_at(cfg, x))
+    };
+    MethodContext { n_rf }
+}
+
+fn n_users_at(cfg: &ExperimentConfig, x: f64) -> usize {
+    if cfg.sweep.axis == SweepAxis::NUsers { x as usize } else { cfg.scenario.n_users }
+}
+
 /// Builds the beamformer a method table describes; `seed` initialises learned methods' weights.
 ///
 /// # Errors
 /// [`EvalError::Config`] for an invalid hyper-parameter.
-pub fn build_method(cfg: &MethodConfig, seed: u64) -> Result<Box<dyn Beamformer>, EvalError> {
+pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Result<Box<dyn Beamformer>, EvalError> {
+    let _ = ctx;
     Ok(match cfg.kind {
         MethodId::Mrt => Box::new(Mrt),
         MethodId::Zf => Box::new(Zf),
@@ -124,7 +148,8 @@ fn point_parameters(cfg: &ExperimentConfig, x: f64) -> (f64, f64, CsiModel) {
         SweepAxis::SnrDb => (db(x), 1.0, csi),
         SweepAxis::PowerDbm => (db(x), db(cfg.sweep.fixed_dbm.unwrap_or(0.0)), csi),
         SweepAxis::CeeDb => (db(cfg.sweep.fixed_dbm.unwrap_or(10.0)), 1.0, CsiModel::Awgn { cee_db: x }),
-        SweepAxis::NTx => (db(cfg.sweep.fixed_dbm.unwrap_or(10.0)), 1.0, csi),
+        SweepAxis::NTx | SweepAxis::NRf | SweepAxis::NUsers => (db(cfg.sweep.fixed_dbm.unwrap_or(10.0)), 1.0, csi),
+        SweepAxis::Delta => (db(cfg.sweep.fixed_dbm.unwrap_or(10.0)), 1.0, CsiModel::Relative { delta: x }),
     }
 }
 
@@ -139,6 +164,7 @@ pub fn draw_sample(cfg: &ExperimentConfig, x: f64, sample: usize) -> Result<Samp
     if cfg.sweep.axis == SweepAxis::NTx {
         sc.n_tx = x as usize;
     }
+    sc.n_users = n_users_at(cfg, x);
     let truth: Channel = match sc.model {
         ScenarioModel::Rayleigh => rayleigh(sc.n_users, sc.n_rx.unwrap_or(1), sc.n_tx, &mut rng)?,
         ScenarioModel::SalehValenzuela => {
@@ -234,7 +260,8 @@ pub fn run_point(
     for &m in methods {
         let mcfg = &cfg.method[m];
         let seed_of = |s: usize| derive_seed(cfg.seed, &[1, point as u64, s as u64, m as u64]);
-        let probe = build_method(mcfg, derive_seed(cfg.seed, &[2, point as u64, m as u64]))?;
+        let ctx = method_context(cfg, x);
+        let probe = build_method(mcfg, derive_seed(cfg.seed, &[2, point as u64, m as u64]), &ctx)?;
         let outcomes: Vec<SampleOutcome> = if probe.kind() == MethodKind::Online {
             let mut method = probe;
             samples.iter().enumerate().map(|(s, smp)| run_one(method.as_mut(), smp, seed_of(s))).collect()
@@ -243,7 +270,7 @@ pub fn run_point(
                 .par_iter()
                 .enumerate()
                 .map(|(s, smp)| -> Result<SampleOutcome, EvalError> {
-                    let mut method = build_method(mcfg, derive_seed(cfg.seed, &[2, point as u64, m as u64]))?;
+                    let mut method = build_method(mcfg, derive_seed(cfg.seed, &[2, point as u64, m as u64]), &ctx)?;
                     Ok(run_one(method.as_mut(), smp, seed_of(s)))
                 })
                 .collect::<Result<_, _>>()?
