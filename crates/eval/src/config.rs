@@ -727,6 +727,20 @@ max_n_iterations = 20
     }
 
     #[test]
+    fn hybrid_axes() {
+        let delta = GOOD
+            .replace("axis = \"snr_db\"", "axis = \"delta\"")
+            .replace("values = [0.0, 10.0]", "values = [0.0, 0.1, 0.3]")
+            .replace("[sweep]", "[csi]\nmodel = \"relative\"\n[sweep]");
+        assert!(ExperimentConfig::from_toml_str(&delta, "d").is_ok(), "delta sweep without csi.delta");
+        let negative = delta.replace("0.0, 0.1, 0.3", "-0.1");
+        assert!(ExperimentConfig::from_toml_str(&negative, "d").is_err());
+        let rf = GOOD.replace("axis = \"snr_db\"", "axis = \"n_rf\"").replace("[0.0, 10.0]", "[2.0, 4.0]");
+        assert!(ExperimentConfig::from_toml_str(&rf, "r").is_ok());
+        assert!(ExperimentConfig::from_toml_str(&rf.replace("[2.0, 4.0]", "[2.5]"), "r").is_err());
+    }
+
+    #[test]
     fn semantic_errors() {
         for (from, to) in [
             ("n_users = 2", "n_users = 0"),
@@ -735,6 +749,9 @@ max_n_iterations = 20
             ("kind = \"zf\"", "kind = \"wmmse\""),
             ("axis = \"snr_db\"", "axis = \"cee_db\""),
             ("kind = \"zf\"", "kind = \"zf\"\nalpha = 1.0"),
+            ("axis = \"snr_db\"", "axis = \"delta\""),
+            ("axis = \"snr_db\"", "axis = \"n_rf\""),
+            ("n_rx = 2", "n_rx = 2\nn_rf = 0"),
         ] {
             let bad = GOOD.replace(from, to);
             assert!(ExperimentConfig::from_toml_str(&bad, "x").is_err(), "{from} -> {to} accepted");
