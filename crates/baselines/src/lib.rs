@@ -12,6 +12,12 @@
 //! Each is a plain function on a [`Problem`] and also a [`Beamformer`] ([`Mrt`], [`Zf`], [`Rzf`],
 //! [`Wmmse`]) for the runner. All outputs use the full power budget, `‖W‖_F² = P`.
 //!
+//! The [`hybrid`] module adds hybrid analog–digital baselines for MU-MISO (`W = F D`, unit-modulus
+//! analog `F: [N × M]`, `M` RF chains, `K ≤ M ≤ N`): [`mo_altmin()`] (Yu et al. 2016),
+//! [`hybrid_wmmse_mo()`] (WMMSE with manifold CG), [`element_altmax()`] (Sohrabi & Yu 2016) and
+//! [`mm_altmin()`] (majorisation–minimisation), with [`Beamformer`]s [`MoAltMin`], [`HybridWmmseMo`],
+//! [`ElementAltMax`] and [`MmAltMin`] returning [`Precoder::Hybrid`] at full power.
+//!
 //! ```
 //! use beamlab_baselines::{Wmmse, WmmseParams, zf};
 //! use beamlab_core::{Beamformer, Channel, Problem};
@@ -39,10 +45,15 @@ use beamlab_linalg_ops::LinalgError;
 use ndarray::Array2;
 
 mod best_of;
+pub mod hybrid;
 mod linear;
 mod wmmse;
 
 pub use best_of::BestOf;
+pub use hybrid::{
+    DigitalTarget, ElementAltMax, ElementAltMaxParams, HybridOutput, HybridWmmseMo, HybridWmmseMoParams, MmAltMin,
+    MmAltMinParams, MoAltMin, MoAltMinParams, PowerAllocation, element_altmax, hybrid_wmmse_mo, mm_altmin, mo_altmin,
+};
 pub use linear::{mrt, rzf, zf};
 pub use wmmse::{WmmseInit, WmmseParams, wmmse};
 
@@ -71,6 +82,19 @@ pub enum BaselineError {
     /// The iteration broke down numerically.
     #[error("numerical breakdown: {0}")]
     Numerical(String),
+    /// A hybrid precoder needs `1 ≤ K ≤ n_rf ≤ N` RF chains.
+    #[error(
+        "hybrid precoding needs n_users <= n_rf <= n_tx_antennas, got n_rf = {n_rf}, n_users = {n_users}, \
+         n_tx_antennas = {n_tx_antennas}"
+    )]
+    RfChains {
+        /// Requested RF chains `M`.
+        n_rf: usize,
+        /// Users `K`.
+        n_users: usize,
+        /// Transmit antennas `N`.
+        n_tx_antennas: usize,
+    },
 }
 
 impl From<BaselineError> for CoreError {

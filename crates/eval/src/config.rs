@@ -233,6 +233,10 @@ pub struct MethodConfig {
     /// GLNN+ option: RMS-normalised input gradient (default true for `glnn_plus`).
     #[serde(default)]
     pub normalise_input: Option<bool>,
+    /// Hybrid baselines MO-AltMin and MM-AltMin: the fully digital precoder they approximate,
+    /// `"wmmse"` (default) or `"zf"`.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// Methods the runner knows (also the values of the CLI's `solve --method`).
@@ -260,6 +264,15 @@ pub enum MethodId {
     /// RZF, ZF, RZF, MRT and LAGD, judged by the WSR on the problem's channel (use with perfect
     /// CSI).
     UpperBound,
+    /// Hybrid: manifold-optimisation alternating minimisation (Yu et al. 2016).
+    MoAltmin,
+    /// Hybrid: WMMSE with manifold optimisation of the analog precoder (GGML author's baseline).
+    HybridWmmseMo,
+    /// Hybrid: element-wise analog updates with a ZF digital stage (Sohrabi and Yu 2016).
+    ElementAltmax,
+    /// Hybrid: majorisation-minimisation alternating minimisation (Arora et al. 2020 stand-in for
+    /// the GGML paper's MM baseline).
+    MmAltmin,
 }
 
 impl MethodConfig {
@@ -280,6 +293,7 @@ impl MethodConfig {
             accumulate: None,
             warm_start: None,
             normalise_input: None,
+            target: None,
         }
     }
 
@@ -297,6 +311,10 @@ impl MethodConfig {
                 MethodId::Lagd => "LAGD",
                 MethodId::Lstm => "LSTM",
                 MethodId::UpperBound => "Upper bound",
+                MethodId::MoAltmin => "MO-AltMin",
+                MethodId::HybridWmmseMo => "WMMSE-MO",
+                MethodId::ElementAltmax => "Element-AltMax",
+                MethodId::MmAltmin => "MM-AltMin",
             }
             .to_string()
         })
@@ -340,6 +358,9 @@ impl MethodConfig {
         }
         if self.n_restarts.is_some() && self.kind != MethodId::UpperBound {
             bad.push("n_restarts");
+        }
+        if self.target.is_some() && !matches!(self.kind, MethodId::MoAltmin | MethodId::MmAltmin) {
+            bad.push("target");
         }
         bad
     }
@@ -547,6 +568,14 @@ impl ExperimentConfig {
                     at_line(text, "method", i, key),
                     m.kind
                 ));
+            }
+            if let Some(t) = &m.target {
+                if !["wmmse", "zf"].contains(&t.as_str()) {
+                    return Err(format!(
+                        "{}target must be \"wmmse\" or \"zf\", got {t:?}",
+                        at_line(text, "method", i, "target")
+                    ));
+                }
             }
             if let Some(init) = &m.init {
                 if !["rzf", "random", "mrt"].contains(&init.as_str()) {

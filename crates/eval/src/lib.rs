@@ -109,9 +109,9 @@ pub struct ExperimentSummary {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Experiment {
     /// A sweep (`runner`).
-    Sweep(ExperimentConfig),
+    Sweep(Box<ExperimentConfig>),
     /// A family experiment.
-    Family(family::FamilyConfig),
+    Family(Box<family::FamilyConfig>),
 }
 
 impl Experiment {
@@ -133,9 +133,9 @@ impl Experiment {
         let origin = path.display().to_string();
         let is_family = text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("family"));
         if is_family {
-            Ok(Experiment::Family(family::FamilyConfig::from_toml_str(&text, &origin)?))
+            Ok(Experiment::Family(Box::new(family::FamilyConfig::from_toml_str(&text, &origin)?)))
         } else {
-            Ok(Experiment::Sweep(ExperimentConfig::from_toml_str(&text, &origin)?))
+            Ok(Experiment::Sweep(Box::new(ExperimentConfig::from_toml_str(&text, &origin)?)))
         }
     }
 }

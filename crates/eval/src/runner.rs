@@ -15,7 +15,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use beamlab_baselines::{BestOf, Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf};
+use beamlab_baselines::{
+    BestOf, DigitalTarget, ElementAltMax, ElementAltMaxParams, HybridWmmseMo, HybridWmmseMoParams, MmAltMin,
+    MmAltMinParams, MoAltMin, MoAltMinParams, Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf,
+};
 use std::sync::{Arc, Mutex};
 
 use beamlab_channel::{CsiModel, StreetCanyon, StreetCanyonParams, SvParams, rayleigh, saleh_valenzuela};
@@ -60,7 +63,6 @@ fn n_users_at(cfg: &ExperimentConfig, x: f64) -> usize {
 /// # Errors
 /// [`EvalError::Config`] for an invalid hyper-parameter.
 pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Result<Box<dyn Beamformer>, EvalError> {
-    let _ = ctx;
     Ok(match cfg.kind {
         MethodId::Mrt => Box::new(Mrt),
         MethodId::Zf => Box::new(Zf),
@@ -122,6 +124,39 @@ pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Resul
                     (Box::new(Lagd::default()), 1),
                 ],
             ))
+        }
+        MethodId::MoAltmin | MethodId::MmAltmin | MethodId::HybridWmmseMo | MethodId::ElementAltmax => {
+            let target = match cfg.target.as_deref() {
+                Some("zf") => DigitalTarget::Zf,
+                _ => DigitalTarget::default(),
+            };
+            let n_rf = Some(ctx.n_rf);
+            let invalid = |e: beamlab_baselines::BaselineError| EvalError::Config {
+                origin: format!("method {}", cfg.display_name()),
+                message: e.to_string(),
+            };
+            match cfg.kind {
+                MethodId::MoAltmin => {
+                    let p = MoAltMinParams { n_rf, target, ..MoAltMinParams::default() };
+                    p.check().map_err(invalid)?;
+                    Box::new(MoAltMin::new(p))
+                }
+                MethodId::MmAltmin => {
+                    let p = MmAltMinParams { n_rf, target, ..MmAltMinParams::default() };
+                    p.check().map_err(invalid)?;
+                    Box::new(MmAltMin::new(p))
+                }
+                MethodId::HybridWmmseMo => {
+                    let p = HybridWmmseMoParams { n_rf, ..HybridWmmseMoParams::default() };
+                    p.check().map_err(invalid)?;
+                    Box::new(HybridWmmseMo::new(p))
+                }
+                _ => {
+                    let p = ElementAltMaxParams { n_rf, ..ElementAltMaxParams::default() };
+                    p.check().map_err(invalid)?;
+                    Box::new(ElementAltMax::new(p))
+                }
+            }
         }
         MethodId::Lagd => {
             let d = LagdParams::default();
