@@ -83,6 +83,18 @@ fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
         let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         c.env("RAYON_NUM_THREADS", n.to_string());
     }
+    // candle's spinning barrier pool for element-wise ops competes with rayon's per-sample
+    // parallelism (4-10x slower GGML on 2 cores); beamlab parallelises across samples instead.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        c.env("CANDLE_NUM_THREADS", "1");
+    }
+    // glibc returns freed memory to the OS eagerly by default; the learning loops allocate and
+    // free the same tensor sizes every step, and the page faults doubled GGML's wall time.
+    for var in ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"] {
+        if std::env::var_os(var).is_none() {
+            c.env(var, "268435456");
+        }
+    }
     for (k, v) in env {
         c.env(k, v);
     }

@@ -16,7 +16,11 @@
 //!   ground reflections with ITU-R P.2040 concrete Fresnel coefficients, fixed point scatterers),
 //!   recomputed every slot over a speed schedule — the DeepMIMO O1 substitute for GLNN's dynamic
 //!   scenario;
+//! - [`uma38901()`]: 3GPP TR 38.901 (v16.1) UMa NLOS narrowband links to a ULA, path loss
+//!   removed (`E‖H_k‖² = M N_k`) — the QuaDRiGa substitute for MB-MAML (`docs/channel-38901.md`);
 //! - [`awgn_estimate`], [`relative_estimate`] and [`CsiModel`]: imperfect CSI, `Ĥ = H + E`;
+//! - [`sample_error_block`]: MB-MAML's unknown-statistics error `R_e = Q Λ Qᴴ` with `N` samples
+//!   per block, their mean and sample covariance;
 //! - [`write_channels_npy`], [`read_channels_npy`] and their precoder twins: `complex128`
 //!   `.npy` IO, so that DeepMIMO / QuaDRiGa / Sionna exports can be used in place of the synthetic
 //!   models.
@@ -25,7 +29,7 @@
 //!
 //! The synthetic models are honest substitutes for data sets that cannot be downloaded here; they
 //! are documented as such and reproduce the statistics stated in their docs, not the data sets.
-//! The spatially correlated UPA, 3GPP 38.901 UMa and random-walk models of the channel spec are not
+//! The spatially correlated UPA and random-walk models of the channel spec are not
 //! implemented yet, nor are pilot-based estimates or feedback quantisation.
 //!
 //! ## Example
@@ -55,18 +59,29 @@ use std::path::PathBuf;
 
 pub mod csi;
 pub mod npy;
+pub mod random_walk;
 pub mod rayleigh;
 pub mod street_canyon;
 pub mod sv;
+pub mod uma38901;
+pub mod unknown_error;
 
 pub use csi::{CsiModel, awgn_estimate, cee_to_variance, relative_estimate};
 pub use npy::{read_channels_npy, read_precoders_npy, write_channels_npy, write_precoders_npy};
+pub use random_walk::{
+    PointScatterer, RandomWalkParams, RandomWalkPath, RandomWalkPathKind, RandomWalkScene, RandomWalkTrajectory,
+    random_walk_trajectory,
+};
 pub use rayleigh::rayleigh;
 pub use street_canyon::{
     Normalisation, PathKind, Polarisation, PropagationPath, Scatterer, StreetCanyon, StreetCanyonParams, UserState,
     Wall, concrete_permittivity, fresnel_reflection,
 };
 pub use sv::{SvParams, saleh_valenzuela, ula_response};
+pub use uma38901::{ElementPattern, Uma38901Params, UmaCluster, UmaLsp, UmaUser, uma38901, uma38901_drop};
+pub use unknown_error::{
+    EigenProfile, UnknownErrorParams, UserErrorBlock, haar_unitary, sample_error_block, sample_mean_covariance,
+};
 
 /// Errors of the channel crate: bad parameters, file-system failures, malformed files, or a
 /// channel that the core types reject.

@@ -237,6 +237,9 @@ pub struct MethodConfig {
     /// `"wmmse"` (default) or `"zf"`.
     #[serde(default)]
     pub target: Option<String>,
+    /// GGML outer steps `L` (default 500).
+    #[serde(default)]
+    pub n_steps: Option<usize>,
 }
 
 /// Methods the runner knows (also the values of the CLI's `solve --method`).
@@ -273,6 +276,14 @@ pub enum MethodId {
     /// Hybrid: majorisation-minimisation alternating minimisation (Arora et al. 2020 stand-in for
     /// the GGML paper's MM baseline).
     MmAltmin,
+    /// GGML with KAN gradient networks (fresh per realisation).
+    GgmlKan,
+    /// GGML with the reference code's MLP gradient networks.
+    GgmlMlp,
+    /// GGML-ImCSI (worst-case robust, KAN networks); needs `csi.model = "relative"`.
+    GgmlImcsi,
+    /// GGML-ImCSI with MLP networks.
+    GgmlImcsiMlp,
 }
 
 impl MethodConfig {
@@ -294,6 +305,7 @@ impl MethodConfig {
             warm_start: None,
             normalise_input: None,
             target: None,
+            n_steps: None,
         }
     }
 
@@ -315,6 +327,10 @@ impl MethodConfig {
                 MethodId::HybridWmmseMo => "WMMSE-MO",
                 MethodId::ElementAltmax => "Element-AltMax",
                 MethodId::MmAltmin => "MM-AltMin",
+                MethodId::GgmlKan => "GGML-KAN",
+                MethodId::GgmlMlp => "GGML-MLP",
+                MethodId::GgmlImcsi => "GGML-ImCSI",
+                MethodId::GgmlImcsiMlp => "GGML-ImCSI-MLP",
             }
             .to_string()
         })
@@ -361,6 +377,11 @@ impl MethodConfig {
         }
         if self.target.is_some() && !matches!(self.kind, MethodId::MoAltmin | MethodId::MmAltmin) {
             bad.push("target");
+        }
+        let ggml =
+            matches!(self.kind, MethodId::GgmlKan | MethodId::GgmlMlp | MethodId::GgmlImcsi | MethodId::GgmlImcsiMlp);
+        if self.n_steps.is_some() && !ggml {
+            bad.push("n_steps");
         }
         bad
     }

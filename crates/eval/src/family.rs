@@ -108,6 +108,10 @@ pub struct CurveCheck {
     /// Only at this x (default: every x both series have).
     #[serde(default)]
     pub at: Option<f64>,
+    /// Compare with `than` at this x instead of the same x (for constant reference lines that
+    /// are stored at their end points only).
+    #[serde(default)]
+    pub than_at: Option<f64>,
 }
 
 /// Outcome of a [`CurveCheck`].
@@ -178,10 +182,17 @@ pub struct FamilyManifest {
 }
 
 /// The families the harness knows, with what their experiments show.
-pub const FAMILIES: &[(&str, &str)] = &[(
-    "wmmse_convergence",
-    "WMMSE sum SE after each iteration, averaged over realisations, one series per initialisation",
-)];
+pub const FAMILIES: &[(&str, &str)] = &[
+    (
+        "wmmse_convergence",
+        "WMMSE sum SE after each iteration, averaged over realisations, one series per initialisation",
+    ),
+    (
+        "ggml_convergence",
+        "GGML per-user SE against the step (kan crate), with hybrid and digital baselines as constant lines",
+    ),
+    ("mbmaml", "MB-MAML offline-online robust WMMSE (meta-learn crate): adaptation, SNR, error level, heads, bases"),
+];
 
 fn config_error(origin: &str, message: impl Into<String>) -> EvalError {
     EvalError::Config { origin: origin.to_string(), message: message.into() }
@@ -277,11 +288,71 @@ pub fn build_family(family: &str, params: toml::Table) -> Result<Box<dyn FamilyE
             let p: crate::convergence::WmmseConvergenceParams = parse(params)?;
             Ok(Box::new(p.build().map_err(|e| e.to_string())?))
         }
+        "ggml_convergence" => {
+            let mut params = params;
+            let references = match params.remove("references") {
+                None => DEFAULT_GGML_REFERENCES.iter().map(|s| (*s).to_string()).collect(),
+                Some(v) => {
+                    v.try_into::<Vec<String>>().map_err(|e| format!("references: {e} (a list of method kinds)"))?
+                }
+            };
+            let p: beamlab_kan::ConvergenceParams = parse(params)?;
+            let n_rf = p.n_rf.unwrap_or(p.n_users);
+            let refs = references.iter().map(|r| ggml_reference(r, n_rf)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Box::new(beamlab_kan::convergence_experiment(&p, refs).map_err(|e| e.to_string())?))
+        }
+        "mbmaml" => {
+            let p: beamlab_meta_learn::experiment::MbMamlExperimentParams = parse(params)?;
+            Ok(Box::new(beamlab_meta_learn::experiment::mbmaml_experiment(p).map_err(|e| e.to_string())?))
+        }
         other => Err(format!(
             "unknown family {other:?} (known: {})",
             FAMILIES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
         )),
     }
+}
+
+/// Constant reference lines of the `ggml_convergence` family unless `references` is given.
+const DEFAULT_GGML_REFERENCES: &[&str] =
+    &["wmmse", "zf", "hybrid_wmmse_mo", "mo_altmin", "element_altmax", "mm_altmin"];
+
+/// A reference method of the GGML convergence figure, by method kind.
+fn ggml_reference(kind: &str, n_rf: usize) -> Result<(String, beamlab_kan::ReferenceFactory), String> {
+    use beamlab_baselines as b;
+    use beamlab_core::Beamformer;
+    let n_rf = Some(n_rf);
+    let f: beamlab_kan::ReferenceFactory = match kind {
+        "wmmse" => Box::new(|| Box::new(b::Wmmse::default()) as Box<dyn Beamformer>),
+        "zf" => Box::new(|| Box::new(b::Zf) as Box<dyn Beamformer>),
+        "hybrid_wmmse_mo" => Box::new(move || {
+            Box::new(b::HybridWmmseMo::new(b::HybridWmmseMoParams { n_rf, ..Default::default() }))
+                as Box<dyn Beamformer>
+        }),
+        "mo_altmin" => Box::new(move || {
+            Box::new(b::MoAltMin::new(b::MoAltMinParams { n_rf, ..Default::default() })) as Box<dyn Beamformer>
+        }),
+        "element_altmax" => Box::new(move || {
+            Box::new(b::ElementAltMax::new(b::ElementAltMaxParams { n_rf, ..Default::default() }))
+                as Box<dyn Beamformer>
+        }),
+        "mm_altmin" => Box::new(move || {
+            Box::new(b::MmAltMin::new(b::MmAltMinParams { n_rf, ..Default::default() })) as Box<dyn Beamformer>
+        }),
+        other => {
+            return Err(format!(
+                "references: unknown method {other:?} (wmmse, zf, hybrid_wmmse_mo, mo_altmin, element_altmax, mm_altmin)"
+            ));
+        }
+    };
+    let name = match kind {
+        "wmmse" => "WMMSE (fully digital)",
+        "zf" => "ZF (fully digital)",
+        "hybrid_wmmse_mo" => "WMMSE-MO",
+        "mo_altmin" => "MO-AltMin",
+        "element_altmax" => "Element-AltMax",
+        _ => "MM-AltMin",
+    };
+    Ok((name.to_string(), f))
 }
 
 /// Options of [`run_family`].
@@ -447,7 +518,8 @@ pub fn check_curves(check: &CurveCheck, rows: &[StoredCurveRow]) -> CurveCheckOu
         if check.at.is_some_and(|x| x != a.x) {
             continue;
         }
-        let Some(b) = rows.iter().find(|r| r.metric == check.metric && r.series == check.than && r.x == a.x) else {
+        let bx = check.than_at.unwrap_or(a.x);
+        let Some(b) = rows.iter().find(|r| r.metric == check.metric && r.series == check.than && r.x == bx) else {
             continue;
         };
         n += 1;
@@ -690,6 +762,7 @@ at = 0.0
             margin: None,
             relative_margin: None,
             at: Some(1.0),
+            than_at: None,
         };
         assert!(check_curves(&c, &rows).holds);
         c.lower_is_better = false;
@@ -703,6 +776,12 @@ at = 0.0
         assert!(check_curves(&c, &rows).holds, "a tolerance of 60 % admits 1 vs 2");
         c.relative_margin = Some(-0.4);
         assert!(!check_curves(&c, &rows).holds);
+        c.relative_margin = None;
+        c.at = Some(2.0);
+        c.than_at = Some(1.0);
+        assert!(!check_curves(&c, &rows).holds, "1 at x = 2 does not beat 2 at x = 1");
+        c.lower_is_better = true;
+        assert!(check_curves(&c, &rows).holds);
         c.metric = "other".into();
         assert!(!check_curves(&c, &rows).holds, "nothing compared must not hold");
     }

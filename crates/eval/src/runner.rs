@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use beamlab_channel::{CsiModel, StreetCanyon, StreetCanyonParams, SvParams, rayleigh, saleh_valenzuela};
 use beamlab_core::{Beamformer, Channel, MethodKind, Problem, Sample, derive_seed};
+use beamlab_kan::{Ggml, GgmlImcsi, GgmlParams, ImcsiParams};
 use beamlab_liquid_nn::glnn::{CellKind, Glnn, GlnnParams};
 use beamlab_liquid_nn::lagd::{Lagd, LagdParams};
 use rand::SeedableRng;
@@ -156,6 +157,21 @@ pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Resul
                     p.check().map_err(invalid)?;
                     Box::new(ElementAltMax::new(p))
                 }
+            }
+        }
+        MethodId::GgmlKan | MethodId::GgmlMlp | MethodId::GgmlImcsi | MethodId::GgmlImcsiMlp => {
+            let mlp = matches!(cfg.kind, MethodId::GgmlMlp | MethodId::GgmlImcsiMlp);
+            let base = if mlp { GgmlParams::mlp() } else { GgmlParams::default() };
+            let ggml = GgmlParams { n_rf: Some(ctx.n_rf), n_steps: cfg.n_steps.unwrap_or(base.n_steps), ..base };
+            let invalid = |e: beamlab_kan::KanError| EvalError::Config {
+                origin: format!("method {}", cfg.display_name()),
+                message: e.to_string(),
+            };
+            if matches!(cfg.kind, MethodId::GgmlImcsi | MethodId::GgmlImcsiMlp) {
+                let p = ImcsiParams { ggml, ..ImcsiParams::default() };
+                Box::new(GgmlImcsi::new(p).map_err(invalid)?.with_name(cfg.display_name()))
+            } else {
+                Box::new(Ggml::new(ggml).map_err(invalid)?.with_name(cfg.display_name()))
             }
         }
         MethodId::Lagd => {

@@ -1,0 +1,508 @@
+//! MAML and multi-basis MAML (MB-MAML) offline meta-training and the online adaptation
+//! (spec §5–§6).
+//!
+//! Offline, per meta-iteration over a batch of `B` tasks (coherence blocks), for every task:
+//!
+//! ```text
+//! ℓ_m = L_S(θ^(m))                          (forward only, m = 1..M)
+//! σ = softmax(−ℓ / τ)                       (detached)
+//! θ*_0 = Σ_m σ_m θ^(m);   θ*_i = θ*_{i−1} − α ∇L_S(θ*_{i−1}),  i = 1..N_i
+//! G = Σ_i γ_i ∇q(θ*_i)                      (first-order MAML: ∂q_i/∂θ*_0 ≈ ∇q_i at θ*_i, γ uniform)
+//! ```
+//!
+//! and basis `m` moves along `(1/B) Σ_b σ_b,m G_b + λ_reg ∇L_reg^(m)` with Adam, where
+//! `L_reg^(m) = Σ_{m'≠m} |⟨θ^(m), θ^(m')⟩| / (M − 1)` (its gradient with respect to `θ^(m)`,
+//! `Σ_{m'≠m} sign⟨θ^(m), θ^(m')⟩ θ^(m') / (M − 1)`). With `M = 1` this is exactly first-order
+//! MAML (`σ = 1`, no regulariser), which a test checks number for number against the separate
+//! [`maml_meta_step`].
+//!
+//! Online, per new block: the support loss of every basis on the block's `N` samples selects
+//! the start (argmin, or the softmax interpolation), then `N_i` SGD steps on the support loss
+//! give the block's network and precoder. Every block restarts from the meta-bases.
+
+use candle_core::Tensor;
+
+use crate::MetaLearnError;
+use crate::covnet::{CovNet, LossKind, Params, TaskTensors, combine, sgd_step};
+
+/// Hyper-parameters of MB-MAML (defaults: Table I of the paper).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MbMamlConfig {
+    /// Number of bases `M` (Table I: 8; 1 = MAML).
+    pub n_bases: usize,
+    /// Softmax temperature `τ` of the basis selection.
+    pub temperature: f64,
+    /// Inner SGD steps `N_i`.
+    pub n_inner_steps: usize,
+    /// Inner learning rate `α`.
+    pub inner_lr: f64,
+    /// Meta learning rate `β_Meta` (Adam).
+    pub meta_lr: f64,
+    /// Orthogonality regulariser weight `λ_reg`.
+    pub lambda_reg: f64,
+    /// Query loss after every inner step (`γ_i = 1/N_i`, default) or only after the last.
+    pub query_every_step: bool,
+}
+
+impl Default for MbMamlConfig {
+    fn default() -> Self {
+        Self {
+            n_bases: 8,
+            temperature: 1.0,
+            n_inner_steps: 5,
+            inner_lr: 0.01,
+            meta_lr: 1e-3,
+            lambda_reg: 1e-3,
+            query_every_step: true,
+        }
+    }
+}
+
+impl MbMamlConfig {
+    /// Checks the hyper-parameters.
+    ///
+    /// # Errors
+    /// [`MetaLearnError::InvalidParameter`] for zero bases, a non-positive temperature or
+    /// learning rate, a negative regulariser weight, non-finite values.
+    pub fn check(&self) -> Result<(), MetaLearnError> {
+        let pos = |x: f64| x.is_finite() && x > 0.0;
+        if self.n_bases == 0
+            || !pos(self.temperature)
+            || !pos(self.inner_lr)
+            || !pos(self.meta_lr)
+            || !self.lambda_reg.is_finite()
+            || self.lambda_reg < 0.0
+        {
+            return Err(MetaLearnError::InvalidParameter(format!("invalid MB-MAML configuration {self:?}")));
+        }
+        Ok(())
+    }
+}
+
+/// How the online adaptation picks its starting point among the bases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BasisSelection {
+    /// The basis with the smallest support loss (spec (32)).
+    #[default]
+    Argmin,
+    /// The softmax interpolation `Σ σ_m θ^(m)` used offline.
+    Interpolate,
+}
+
+/// Adam moments for one parameter list (β₁ = 0.9, β₂ = 0.999, ε = 1e-8, bias-corrected).
+#[derive(Clone, Debug)]
+pub struct AdamState {
+    m: Params,
+    v: Params,
+    t: i32,
+}
+
+impl AdamState {
+    /// Zero moments shaped like `params`.
+    ///
+    /// # Errors
+    /// candle failures.
+    pub fn new(params: &[Tensor]) -> Result<Self, MetaLearnError> {
+        let z: Params = params.iter().map(Tensor::zeros_like).collect::<Result<_, _>>()?;
+        Ok(Self { m: z.clone(), v: z, t: 0 })
+    }
+
+    /// One Adam step of `params` along `grads` with learning rate `lr`.
+    ///
+    /// # Errors
+    /// Shape mismatches.
+    pub fn step(&mut self, params: &[Tensor], grads: &[Tensor], lr: f64) -> Result<Params, MetaLearnError> {
+        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+        self.t += 1;
+        let c1 = 1.0 - f64::powi(b1, self.t);
+        let c2 = 1.0 - f64::powi(b2, self.t);
+        let mut out = Vec::with_capacity(params.len());
+        for i in 0..params.len() {
+            self.m[i] = ((&self.m[i] * b1)? + (&grads[i] * (1.0 - b1))?)?;
+            self.v[i] = ((&self.v[i] * b2)? + (grads[i].sqr()? * (1.0 - b2))?)?;
+            let m_hat = (&self.m[i] / c1)?;
+            let v_hat = (&self.v[i] / c2)?;
+            let upd = (m_hat / (v_hat.sqrt()? + eps)?)?;
+            out.push((&params[i] - (upd * lr)?)?);
+        }
+        Ok(out)
+    }
+}
+
+/// `N` SGD steps on the support loss from `start`; returns the adapted parameters and the
+/// support loss before each step.
+///
+/// # Errors
+/// Loss / gradient failures.
+pub fn inner_adapt(
+    net: &CovNet,
+    start: &Params,
+    task: &TaskTensors,
+    n_steps: usize,
+    lr: f64,
+) -> Result<(Params, Vec<f64>), MetaLearnError> {
+    let mut theta = start.clone();
+    let mut trace = Vec::with_capacity(n_steps);
+    for _ in 0..n_steps {
+        let (l, g) = net.loss_and_grad(&theta, task, LossKind::Support)?;
+        trace.push(l);
+        theta = sgd_step(&theta, &g, lr)?;
+    }
+    Ok((theta, trace))
+}
+
+/// First-order query gradient of one task from `start`: `Σ_i γ_i ∇q(θ*_i)` and the mean query
+/// loss.
+fn task_meta_gradient(
+    net: &CovNet,
+    start: &Params,
+    task: &TaskTensors,
+    config: &MbMamlConfig,
+) -> Result<(Params, f64), MetaLearnError> {
+    let mut theta = start.clone();
+    let mut acc: Option<Params> = None;
+    let mut q_sum = 0.0;
+    let mut n_q = 0usize;
+    for i in 0..config.n_inner_steps {
+        let (_, g) = net.loss_and_grad(&theta, task, LossKind::Support)?;
+        theta = sgd_step(&theta, &g, config.inner_lr)?;
+        if config.query_every_step || i + 1 == config.n_inner_steps {
+            let (q, gq) = net.loss_and_grad(&theta, task, LossKind::Query)?;
+            q_sum += q;
+            n_q += 1;
+            acc = Some(match acc {
+                None => gq,
+                Some(a) => a.iter().zip(&gq).map(|(x, y)| Ok((x + y)?)).collect::<Result<_, MetaLearnError>>()?,
+            });
+        }
+    }
+    if n_q == 0 {
+        // No inner steps: plain query gradient at the start.
+        let (q, gq) = net.loss_and_grad(&theta, task, LossKind::Query)?;
+        return Ok((gq, q));
+    }
+    let scale = 1.0 / n_q as f64;
+    let g = acc.unwrap_or_default().iter().map(|x| Ok((x * scale)?)).collect::<Result<_, MetaLearnError>>()?;
+    Ok((g, q_sum / n_q as f64))
+}
+
+/// Plain first-order MAML meta-step (the reference MB-MAML reduces to for `M = 1`): from `theta`,
+/// per task `N_i` inner SGD steps and the averaged query gradients, Adam on the task mean.
+/// Returns the mean query loss.
+///
+/// # Errors
+/// Empty task list, loss / gradient failures.
+pub fn maml_meta_step(
+    net: &CovNet,
+    theta: &mut Params,
+    adam: &mut AdamState,
+    tasks: &[TaskTensors],
+    config: &MbMamlConfig,
+) -> Result<f64, MetaLearnError> {
+    config.check()?;
+    if tasks.is_empty() {
+        return Err(MetaLearnError::InvalidInput("meta-step needs at least one task".into()));
+    }
+    let mut total: Option<Params> = None;
+    let mut q_mean = 0.0;
+    for task in tasks {
+        let (g, q) = task_meta_gradient(net, theta, task, config)?;
+        q_mean += q / tasks.len() as f64;
+        total = Some(match total {
+            None => g,
+            Some(t) => t.iter().zip(&g).map(|(a, b)| Ok((a + b)?)).collect::<Result<_, MetaLearnError>>()?,
+        });
+    }
+    let inv_b = 1.0 / tasks.len() as f64;
+    let grad: Params =
+        total.unwrap_or_default().iter().map(|x| Ok((x * inv_b)?)).collect::<Result<_, MetaLearnError>>()?;
+    *theta = adam.step(theta, &grad, config.meta_lr)?;
+    Ok(q_mean)
+}
+
+/// Numerically stable `softmax(−ℓ/τ)`.
+#[must_use]
+pub fn selection_weights(losses: &[f64], temperature: f64) -> Vec<f64> {
+    let z: Vec<f64> = losses.iter().map(|l| -l / temperature).collect();
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = z.iter().map(|x| (x - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|x| x / s).collect()
+}
+
+fn dot(a: &Params, b: &Params) -> Result<f64, MetaLearnError> {
+    let mut s = 0.0;
+    for (x, y) in a.iter().zip(b) {
+        s += (x * y)?.sum_all()?.to_scalar::<f64>()?;
+    }
+    Ok(s)
+}
+
+/// Report of one MB-MAML meta-iteration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaStepReport {
+    /// Mean query loss (negative WSR on the true channels) over the tasks and inner steps.
+    pub mean_query_loss: f64,
+    /// Mean selection weight of every basis over the tasks.
+    pub mean_selection: Vec<f64>,
+}
+
+/// The result of an online adaptation.
+#[derive(Clone, Debug)]
+pub struct Adapted {
+    /// Adapted parameters.
+    pub params: Params,
+    /// Selection weights over the bases (one-hot for argmin).
+    pub selection: Vec<f64>,
+    /// Support loss before each SGD step.
+    pub support_trace: Vec<f64>,
+}
+
+/// Multi-basis MAML: `M` parameter bases with their Adam states.
+#[derive(Clone, Debug)]
+pub struct MbMaml {
+    bases: Vec<Params>,
+    adam: Vec<AdamState>,
+    config: MbMamlConfig,
+}
+
+impl MbMaml {
+    /// `M` bases with independent random initialisations drawn from `rng` in order.
+    ///
+    /// # Errors
+    /// Invalid configuration, candle failures.
+    pub fn new<R: rand::Rng + ?Sized>(net: &CovNet, config: MbMamlConfig, rng: &mut R) -> Result<Self, MetaLearnError> {
+        config.check()?;
+        let bases: Vec<Params> = (0..config.n_bases).map(|_| net.init_params(rng)).collect::<Result<_, _>>()?;
+        Self::from_bases(bases, config)
+    }
+
+    /// From given bases (their number overrides `config.n_bases`).
+    ///
+    /// # Errors
+    /// No bases, invalid configuration.
+    pub fn from_bases(bases: Vec<Params>, mut config: MbMamlConfig) -> Result<Self, MetaLearnError> {
+        config.n_bases = bases.len();
+        config.check()?;
+        let adam = bases.iter().map(|b| AdamState::new(b)).collect::<Result<_, _>>()?;
+        Ok(Self { bases, adam, config })
+    }
+
+    /// The bases.
+    #[must_use]
+    pub fn bases(&self) -> &[Params] {
+        &self.bases
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &MbMamlConfig {
+        &self.config
+    }
+
+    /// Support loss of every basis on `task` (forward only).
+    ///
+    /// # Errors
+    /// Loss failures.
+    pub fn basis_losses(&self, net: &CovNet, task: &TaskTensors) -> Result<Vec<f64>, MetaLearnError> {
+        self.bases.iter().map(|b| Ok(net.loss(b, task, LossKind::Support)?.to_scalar::<f64>()?)).collect()
+    }
+
+    /// One meta-iteration over `tasks` (spec §5).
+    ///
+    /// # Errors
+    /// Empty task list, loss / gradient failures, non-finite losses.
+    pub fn meta_step(&mut self, net: &CovNet, tasks: &[TaskTensors]) -> Result<MetaStepReport, MetaLearnError> {
+        if tasks.is_empty() {
+            return Err(MetaLearnError::InvalidInput("meta-step needs at least one task".into()));
+        }
+        let _span = tracing::debug_span!("mbmaml_meta_step", n_tasks = tasks.len()).entered();
+        let n_bases = self.bases.len();
+        let mut acc: Vec<Option<Params>> = vec![None; n_bases];
+        let mut mean_selection = vec![0.0; n_bases];
+        let mut q_mean = 0.0;
+        for task in tasks {
+            // Also for M = 1 (σ = [1] exactly), so that the MAML equivalence test exercises
+            // the selection path.
+            let sigma = selection_weights(&self.basis_losses(net, task)?, self.config.temperature);
+            let refs: Vec<&Params> = self.bases.iter().collect();
+            let start = combine(&refs, &sigma)?;
+            let (g, q) = task_meta_gradient(net, &start, task, &self.config)?;
+            q_mean += q / tasks.len() as f64;
+            for m in 0..n_bases {
+                mean_selection[m] += sigma[m] / tasks.len() as f64;
+                let s = sigma[m];
+                acc[m] = Some(match acc[m].take() {
+                    None => g.iter().map(|x| Ok((x * s)?)).collect::<Result<_, MetaLearnError>>()?,
+                    Some(t) => {
+                        t.iter().zip(&g).map(|(a, b)| Ok((a + (b * s)?)?)).collect::<Result<_, MetaLearnError>>()?
+                    }
+                });
+            }
+        }
+        let inv_b = 1.0 / tasks.len() as f64;
+        let mut new_bases = Vec::with_capacity(n_bases);
+        for (m, acc_m) in acc.iter_mut().enumerate() {
+            let mut grad: Params = acc_m
+                .take()
+                .unwrap_or_default()
+                .iter()
+                .map(|x| Ok((x * inv_b)?))
+                .collect::<Result<_, MetaLearnError>>()?;
+            if n_bases > 1 && self.config.lambda_reg > 0.0 {
+                let c = self.config.lambda_reg / (n_bases - 1) as f64;
+                for other in (0..n_bases).filter(|&o| o != m) {
+                    let sign = dot(&self.bases[m], &self.bases[other])?.signum() * c;
+                    grad = grad.iter().zip(&self.bases[other]).map(|(g, t)| Ok((g + (t * sign)?)?)).collect::<Result<
+                        _,
+                        MetaLearnError,
+                    >>(
+                    )?;
+                }
+            }
+            new_bases.push(self.adam[m].step(&self.bases[m], &grad, self.config.meta_lr)?);
+        }
+        self.bases = new_bases;
+        if !q_mean.is_finite() {
+            return Err(MetaLearnError::NonFinite(format!("meta-step query loss {q_mean}")));
+        }
+        Ok(MetaStepReport { mean_query_loss: q_mean, mean_selection })
+    }
+
+    /// Online adaptation to one block (spec §6): basis selection on the support loss, then
+    /// `n_steps` SGD steps with learning rate `lr` (the bases are not changed).
+    ///
+    /// # Errors
+    /// Loss / gradient failures.
+    pub fn adapt(
+        &self,
+        net: &CovNet,
+        task: &TaskTensors,
+        n_steps: usize,
+        lr: f64,
+        selection: BasisSelection,
+    ) -> Result<Adapted, MetaLearnError> {
+        let (start, weights) = if self.bases.len() == 1 {
+            (self.bases[0].clone(), vec![1.0])
+        } else {
+            let losses = self.basis_losses(net, task)?;
+            match selection {
+                BasisSelection::Argmin => {
+                    let best = losses.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+                    let mut w = vec![0.0; losses.len()];
+                    w[best] = 1.0;
+                    (self.bases[best].clone(), w)
+                }
+                BasisSelection::Interpolate => {
+                    let w = selection_weights(&losses, self.config.temperature);
+                    let refs: Vec<&Params> = self.bases.iter().collect();
+                    (combine(&refs, &w)?, w)
+                }
+            }
+        };
+        let (params, support_trace) = inner_adapt(net, &start, task, n_steps, lr)?;
+        Ok(Adapted { params, selection: weights, support_trace })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::covnet::{CovHead, CovNetConfig};
+    use candle_core::Device;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn small_net() -> CovNet {
+        let cfg = CovNetConfig {
+            n_tx: 4,
+            hidden: vec![8, 8],
+            head: CovHead::Salr { rank: 2, density: 0.4 },
+            n_unroll: 3,
+            ..Default::default()
+        };
+        CovNet::new(cfg, &Device::Cpu).unwrap()
+    }
+
+    fn tasks(seed: u64, n: usize) -> Vec<TaskTensors> {
+        (0..n).map(|i| crate::covnet::tests::task(4, 3, seed * 1000 + i as u64)).collect()
+    }
+
+    fn flat(p: &Params) -> Vec<f64> {
+        p.iter().flat_map(|t| t.flatten_all().unwrap().to_vec1::<f64>().unwrap()).collect()
+    }
+
+    /// MB-MAML with M = 1 is first-order MAML: identical parameters (bit for bit) and losses
+    /// after several meta-steps from the same seed.
+    #[test]
+    fn mbmaml_with_one_basis_equals_maml() {
+        let net = small_net();
+        let cfg = MbMamlConfig { n_bases: 1, meta_lr: 1e-2, ..Default::default() };
+        let mut mb = MbMaml::new(&net, cfg, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+        let mut theta = net.init_params(&mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+        let mut adam = AdamState::new(&theta).unwrap();
+        for it in 0..3 {
+            let batch = tasks(it, 3);
+            let r = mb.meta_step(&net, &batch).unwrap();
+            let q = maml_meta_step(&net, &mut theta, &mut adam, &batch, &cfg).unwrap();
+            assert_eq!(r.mean_query_loss.to_bits(), q.to_bits());
+            assert_eq!(flat(&mb.bases()[0]), flat(&theta));
+        }
+        // The meta-steps moved the parameters.
+        let theta0 = net.init_params(&mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+        assert_ne!(flat(&theta0), flat(&theta));
+    }
+
+    #[test]
+    fn selection_weights_are_a_softmax() {
+        let w = selection_weights(&[1.0, 2.0, 1000.0], 1.0);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+        assert!(w[0] > w[1] && w[2] < 1e-300);
+        assert!((w[0] / w[1] - std::f64::consts::E).abs() < 1e-12);
+    }
+
+    /// Meta-training decreases the query loss on a fixed batch (fixed-point sanity check with a
+    /// large meta learning rate), and MB-MAML with several bases runs, keeps its selection a
+    /// distribution and adapts.
+    #[test]
+    fn meta_training_reduces_the_query_loss_and_adaptation_runs() {
+        let net = small_net();
+        let cfg = MbMamlConfig { n_bases: 3, meta_lr: 1e-2, n_inner_steps: 2, ..Default::default() };
+        let mut mb = MbMaml::new(&net, cfg, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let batch = tasks(42, 4);
+        let first = mb.meta_step(&net, &batch).unwrap();
+        let mut last = first.clone();
+        for _ in 0..15 {
+            last = mb.meta_step(&net, &batch).unwrap();
+        }
+        assert!((last.mean_selection.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(last.mean_query_loss < first.mean_query_loss, "{} -> {}", first.mean_query_loss, last.mean_query_loss);
+        for sel in [BasisSelection::Argmin, BasisSelection::Interpolate] {
+            let a = mb.adapt(&net, &batch[0], 3, 0.01, sel).unwrap();
+            assert_eq!(a.support_trace.len(), 3);
+            assert!((a.selection.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+    }
+
+    /// Inner SGD on the support loss decreases it for a small step size.
+    #[test]
+    fn inner_adaptation_decreases_the_support_loss() {
+        let net = small_net();
+        let p = net.init_params(&mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        let t = &tasks(7, 1)[0];
+        let (_, trace) = inner_adapt(&net, &p, t, 4, 1e-3).unwrap();
+        assert!(trace.windows(2).all(|w| w[1] <= w[0] + 1e-12), "{trace:?}");
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        assert!(MbMamlConfig { n_bases: 0, ..Default::default() }.check().is_err());
+        assert!(MbMamlConfig { temperature: 0.0, ..Default::default() }.check().is_err());
+        assert!(MbMamlConfig { inner_lr: f64::NAN, ..Default::default() }.check().is_err());
+        let net = small_net();
+        let mut mb = MbMaml::new(&net, MbMamlConfig::default(), &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        assert!(mb.meta_step(&net, &[]).is_err());
+    }
+}
