@@ -3,7 +3,7 @@
 //! - `cargo xtask reproduce [--profile quick|paper] [--only NAME…] [--fresh] [--threads N]`
 //! - `cargo xtask test` — the whole test suite (what CI runs)
 //! - `cargo xtask bless` — rewrite the golden SE values under `tests/golden/` deliberately
-//! - `cargo xtask bench [criterion args]` — criterion benchmarks
+//! - `cargo xtask bench [cargo bench args]` — criterion benchmarks (all, or e.g. `-p beamlab-kan --bench ggml`)
 //!
 //! Before building anything that links LAPACK, every command checks for the OpenBLAS system
 //! library and, on Debian/Ubuntu, installs `libopenblas-dev` and `pkg-config` (as root directly,
@@ -51,11 +51,13 @@ fn run() -> Result<()> {
         }
         "bench" => {
             ensure_system_deps()?;
-            let mut a = vec!["bench", "--workspace", "--locked"];
-            if !rest.is_empty() {
-                a.push("--");
-                a.extend(rest.iter().map(String::as_str));
+            // `cargo xtask bench` runs every benchmark; extra arguments go to `cargo bench` as they
+            // are (`cargo xtask bench -p beamlab-kan --bench ggml -- n64`).
+            let mut a = vec!["bench", "--locked"];
+            if rest.is_empty() {
+                a.push("--workspace");
             }
+            a.extend(rest.iter().map(String::as_str));
             cargo(&a, &[])
         }
         "deps" => ensure_system_deps(),
