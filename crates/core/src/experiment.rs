@@ -60,11 +60,8 @@ impl CurveRow {
     pub fn summarise(series: &str, metric: &str, x: f64, values: &[f64]) -> Self {
         let n = values.len();
         let mean = if n == 0 { f64::NAN } else { values.iter().sum::<f64>() / n as f64 };
-        let std = if n > 1 {
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        } else {
-            0.0
-        };
+        let std =
+            if n > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         Self { series: series.into(), metric: metric.into(), x, mean, std, n }
     }
 }
