@@ -18,6 +18,9 @@
 //!   scenario;
 //! - [`uma38901()`]: 3GPP TR 38.901 (v16.1) UMa NLOS narrowband links to a ULA, path loss
 //!   removed (`E‖H_k‖² = M N_k`) — the QuaDRiGa substitute for MB-MAML (`docs/channel-38901.md`);
+//! - [`random_walk_trajectory`]: a single-antenna user on a random walk in an urban microcell
+//!   (6 GHz, 4-antenna BS, geometric paths recomputed every sample) — the channel-prediction
+//!   series of the LNN survey (`docs/prediction.md`);
 //! - [`awgn_estimate`], [`relative_estimate`] and [`CsiModel`]: imperfect CSI, `Ĥ = H + E`;
 //! - [`sample_error_block`]: MB-MAML's unknown-statistics error `R_e = Q Λ Qᴴ` with `N` samples
 //!   per block, their mean and sample covariance;
@@ -29,8 +32,9 @@
 //!
 //! The synthetic models are honest substitutes for data sets that cannot be downloaded here; they
 //! are documented as such and reproduce the statistics stated in their docs, not the data sets.
-//! The spatially correlated UPA and random-walk models of the channel spec are not
-//! implemented yet, nor are pilot-based estimates or feedback quantisation.
+//! The spatially correlated UPA model, noisy-MMSE estimates and DFT feedback quantisation of the
+//! outage paper live in `beamlab-gnn-unroll` (its `data` module); pilot-based LS/LMMSE estimates
+//! are not implemented yet.
 //!
 //! ## Example
 //!

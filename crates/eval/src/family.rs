@@ -191,6 +191,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "ggml_convergence",
         "GGML per-user SE against the step (kan crate), with hybrid and digital baselines as constant lines",
     ),
+    (
+        "prediction",
+        "Channel prediction NMSE and SE loss against the horizon (liquid-nn): LTC, CfC, LSTM, GRU, MLP, trivial",
+    ),
     ("mbmaml", "MB-MAML offline-online robust WMMSE (meta-learn crate): adaptation, SNR, error level, heads, bases"),
 ];
 
@@ -300,6 +304,10 @@ pub fn build_family(family: &str, params: toml::Table) -> Result<Box<dyn FamilyE
             let n_rf = p.n_rf.unwrap_or(p.n_users);
             let refs = references.iter().map(|r| ggml_reference(r, n_rf)).collect::<Result<Vec<_>, _>>()?;
             Ok(Box::new(beamlab_kan::convergence_experiment(&p, refs).map_err(|e| e.to_string())?))
+        }
+        "prediction" => {
+            let p: beamlab_liquid_nn::PredictionParams = parse(params)?;
+            Ok(Box::new(beamlab_liquid_nn::prediction_experiment(&p).map_err(|e| e.to_string())?))
         }
         "mbmaml" => {
             let p: beamlab_meta_learn::experiment::MbMamlExperimentParams = parse(params)?;

@@ -16,6 +16,10 @@
 //!   sequence one row per step and carries the (detached) state across calls.
 //! - [`checkpoint`]: [`save`] / [`load`] of a model's variables (strict safetensors through the
 //!   bridge).
+//! - [`predict`]: channel prediction (survey §7.1, Fig. 4) on the random-walk channel — LTC, CfC,
+//!   LSTM, GRU and MLP predictors against last-value and linear extrapolation, offline training,
+//!   NMSE / MRT-rate metrics and the [`PredictionExperiment`] built from [`PredictionParams`]
+//!   (see `docs/prediction.md`).
 //!
 //! Everything is `f64` on the CPU; every random choice takes a seed.
 //!
@@ -60,6 +64,7 @@ pub mod cfc;
 pub mod checkpoint;
 pub mod lstm;
 pub mod ltc;
+pub mod predict;
 pub mod sequence;
 pub mod wiring;
 
@@ -73,6 +78,7 @@ pub use cfc::{CfcMode, WiredCfc};
 pub use checkpoint::{load, save};
 pub use lstm::Lstm;
 pub use ltc::{LtcConfig, WiredLtc};
+pub use predict::{PredictError, PredictionExperiment, PredictionParams, PredictorKind, prediction_experiment};
 pub use sequence::{RecurrentCell, SequenceRunner};
 pub use wiring::{Layer, NcpParams, Wiring, auto_ncp, fully_connected, ncp};
 
