@@ -91,8 +91,12 @@ pub struct CurveCheck {
     pub claim: String,
     /// Series expected to be better.
     pub better: String,
-    /// Series it is compared with.
+    /// Series it is compared with (empty when `than_value` is given).
+    #[serde(default)]
     pub than: String,
+    /// A constant it is compared with instead of a series (e.g. an outage target).
+    #[serde(default)]
+    pub than_value: Option<f64>,
     /// Metric compared.
     pub metric: String,
     /// Whether lower values are better (errors, power, time).
@@ -195,6 +199,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "prediction",
         "Channel prediction NMSE and SE loss against the horizon (liquid-nn): LTC, CfC, LSTM, GRU, MLP, trivial",
     ),
+    ("outage", "Outage-constrained hybrid BF (gnn-unroll): power and outage per pilot-power group, training curves"),
     ("mbmaml", "MB-MAML offline-online robust WMMSE (meta-learn crate): adaptation, SNR, error level, heads, bases"),
 ];
 
@@ -230,6 +235,12 @@ impl FamilyConfig {
         for c in &cfg.check {
             if c.better == c.than {
                 return Err(config_error(origin, format!("check {:?} compares {:?} with itself", c.claim, c.better)));
+            }
+            if c.than.is_empty() == c.than_value.is_none() {
+                return Err(config_error(
+                    origin,
+                    format!("check {:?} needs exactly one of `than` (a series) and `than_value` (a constant)", c.claim),
+                ));
             }
         }
         Ok(cfg)
@@ -308,6 +319,10 @@ pub fn build_family(family: &str, params: toml::Table) -> Result<Box<dyn FamilyE
         "prediction" => {
             let p: beamlab_liquid_nn::PredictionParams = parse(params)?;
             Ok(Box::new(beamlab_liquid_nn::prediction_experiment(&p).map_err(|e| e.to_string())?))
+        }
+        "outage" => {
+            let p: beamlab_gnn_unroll::experiment::OutageTableParams = parse(params)?;
+            Ok(Box::new(beamlab_gnn_unroll::experiment::outage_table(p).map_err(|e| e.to_string())?))
         }
         "mbmaml" => {
             let p: beamlab_meta_learn::experiment::MbMamlExperimentParams = parse(params)?;
@@ -527,13 +542,17 @@ pub fn check_curves(check: &CurveCheck, rows: &[StoredCurveRow]) -> CurveCheckOu
             continue;
         }
         let bx = check.than_at.unwrap_or(a.x);
-        let Some(b) = rows.iter().find(|r| r.metric == check.metric && r.series == check.than && r.x == bx) else {
-            continue;
+        let reference = match check.than_value {
+            Some(v) => v,
+            None => match rows.iter().find(|r| r.metric == check.metric && r.series == check.than && r.x == bx) {
+                Some(b) => b.mean,
+                None => continue,
+            },
         };
         n += 1;
-        let d = if check.lower_is_better { b.mean - a.mean } else { a.mean - b.mean };
+        let d = if check.lower_is_better { reference - a.mean } else { a.mean - reference };
         let d = if d.is_nan() { f64::NEG_INFINITY } else { d };
-        let rel = d / b.mean.abs();
+        let rel = d / reference.abs();
         let margin = check.margin.unwrap_or(if check.relative_margin.is_some() { f64::NEG_INFINITY } else { 0.0 });
         all_hold &= d >= margin && check.relative_margin.is_none_or(|m| rel >= m);
         if d < worst.0 {
@@ -771,6 +790,7 @@ at = 0.0
             relative_margin: None,
             at: Some(1.0),
             than_at: None,
+            than_value: None,
         };
         assert!(check_curves(&c, &rows).holds);
         c.lower_is_better = false;
@@ -790,6 +810,13 @@ at = 0.0
         assert!(!check_curves(&c, &rows).holds, "1 at x = 2 does not beat 2 at x = 1");
         c.lower_is_better = true;
         assert!(check_curves(&c, &rows).holds);
+        c.than_value = Some(1.5);
+        c.than_at = None;
+        c.at = None;
+        assert!(check_curves(&c, &rows).holds, "1 (at x = 1 and 2) is below 1.5");
+        c.than_value = Some(0.5);
+        assert!(!check_curves(&c, &rows).holds);
+        c.than_value = None;
         c.metric = "other".into();
         assert!(!check_curves(&c, &rows).holds, "nothing compared must not hold");
     }

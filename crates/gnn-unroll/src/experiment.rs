@@ -1,0 +1,361 @@
+//! The Table 2 experiment (spec §7, paper §5.2–5.3) as a
+//! [`FamilyExperiment`].
+//!
+//! Scenario: `N1 × N2` UPA, DFT codebook with `O = 1`, `M` RF chains, `K` users, targets uniform in
+//! dB, pilot-power constraint groups `ρ ∈ rho_db` plus one group with `ρ` uniform over their range
+//! (noisy MMSE estimates). Instances infeasible under perfect CSI (G-HBF-perf with the budget) are
+//! redrawn. The data (train / validation / test) depend only on `data_seed`, so every unit sees the
+//! same data; the unit seed drives network initialisation and batch order.
+//!
+//! Units (methods), each returning per-group rows `power` (mean transmit power, infeasible
+//! instances count `P_max`) and `outage` (fraction of test users with `SINR < γ`) at `x = group`:
+//!
+//! 0. `G-HBF-perf`: greedy on the true channel;
+//! 1. `G-HBF-marg`: greedy on the estimate with targets `γ Δ_g`, `Δ_g` bisected on the validation
+//!    set to the nominal outage; powers above `P_max` are scaled down (projection (33));
+//! 2. `U-G-HBF-GCN`: the unrolled network, annealing loss;
+//! 3. `U-G-HBF-FCN`: the same with `J = 0`;
+//! 4. `U-G-HBF-GCN-quantile`: the GCN with the quantile loss.
+//!
+//! Learned units also return their validation trace (`val_metric`, `val_power`, `val_outage` at
+//! `x = step`), the data of the annealing-versus-quantile comparison (spec §7 item 4), and the
+//! margin unit returns `margin_db` per group.
+
+use beamlab_core::CoreError;
+use beamlab_core::experiment::{CurveRow, FamilyExperiment};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::data::{Instance, Scenario, draw_instance, pilot_groups};
+use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, rank_one_covariances, snr_init};
+use crate::model::GcnConfig;
+use crate::outage::{calibrate_margin, sinrs};
+use crate::qos::QosOptions;
+use crate::train::{ConstraintLoss, EvalStats, TrainParams, Trainer, evaluate_designs};
+use crate::unroll::UnrollSettings;
+
+/// Parameters of the Table 2 experiment. Defaults are the quick profile (≈ 1–3 min on 2 cores);
+/// the CPU-scale profile of spec §7 is documented in docs/gnn-unroll.md.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutageTableParams {
+    /// UPA size `[N1, N2]`.
+    pub n_antennas: [usize; 2],
+    /// Users `K`.
+    pub n_users: usize,
+    /// RF chains `M`.
+    pub n_rf: usize,
+    /// Greedy selections `T`.
+    pub n_selections: usize,
+    /// Power budget `P_max` (linear, unit noise).
+    pub power_budget: f64,
+    /// Fixed pilot powers of the constraint groups (dB); a uniform group over their range is added.
+    pub rho_db: Vec<f64>,
+    /// SINR target range (dB).
+    pub target_db: [f64; 2],
+    /// Angular spread (degrees).
+    pub angular_spread_deg: f64,
+    /// Training instances.
+    pub n_train: usize,
+    /// Validation instances (margin calibration, early stopping).
+    pub n_val: usize,
+    /// Test instances (the reported numbers).
+    pub n_test: usize,
+    /// Seed of all data sets.
+    pub data_seed: u64,
+    /// Nominal outage `ε` (also used by training).
+    pub epsilon: f64,
+    /// Bisection steps of the G-HBF-marg margin.
+    pub margin_steps: usize,
+    /// Upper end of the margin search (dB).
+    pub margin_max_db: f64,
+    /// Network architecture (the FCN unit sets `filter_order = 0`).
+    pub gcn: GcnConfig,
+    /// Training hyper-parameters (the quantile unit replaces `loss`; `epsilon` is overridden).
+    pub train: TrainParams,
+}
+
+impl Default for OutageTableParams {
+    fn default() -> Self {
+        Self {
+            n_antennas: [4, 4],
+            n_users: 3,
+            n_rf: 5,
+            n_selections: 5,
+            power_budget: 100.0,
+            rho_db: vec![0.0, 5.0, 10.0],
+            target_db: [0.0, 10.0],
+            angular_spread_deg: 10.0,
+            n_train: 256,
+            n_val: 128,
+            n_test: 256,
+            data_seed: 2024,
+            epsilon: 0.1,
+            margin_steps: 8,
+            margin_max_db: 15.0,
+            gcn: GcnConfig::default(),
+            train: TrainParams { n_steps: 60, batch_size: 16, eval_every: 10, ..TrainParams::default() },
+        }
+    }
+}
+
+/// Method names of the units, in unit order.
+pub const METHODS: [&str; 5] = ["G-HBF-perf", "G-HBF-marg", "U-G-HBF-GCN", "U-G-HBF-FCN", "U-G-HBF-GCN-quantile"];
+
+/// The experiment built from [`OutageTableParams`].
+#[derive(Clone, Debug)]
+pub struct OutageTable {
+    params: OutageTableParams,
+    scenario: Scenario,
+    groups: Vec<crate::data::CsiModel>,
+}
+
+impl OutageTable {
+    /// Validates the parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the offending field.
+    pub fn new(params: OutageTableParams) -> Result<Self, Error> {
+        let p = &params;
+        let bad = |m: &str| Err(Error::InvalidInput(format!("outage table: {m}")));
+        if p.n_antennas.contains(&0) || p.n_users == 0 || p.n_rf == 0 || p.n_rf > p.n_antennas[0] * p.n_antennas[1] {
+            return bad("sizes must be positive with n_rf <= N1 N2");
+        }
+        if !(p.power_budget.is_finite() && p.power_budget > 0.0) || p.rho_db.is_empty() {
+            return bad("power_budget must be finite > 0 and rho_db non-empty");
+        }
+        if p.rho_db.iter().any(|r| !r.is_finite()) || !(p.target_db[0] <= p.target_db[1]) {
+            return bad("rho_db must be finite and target_db ordered");
+        }
+        if p.n_train == 0 || p.n_val == 0 || p.n_test == 0 || !(p.epsilon > 0.0 && p.epsilon < 1.0) {
+            return bad("data set sizes must be >= 1 and epsilon in (0, 1)");
+        }
+        if !(p.margin_max_db >= 0.0 && p.margin_max_db.is_finite()) {
+            return bad("margin_max_db must be finite >= 0");
+        }
+        TrainParams { epsilon: p.epsilon, ..p.train.clone() }.check()?;
+        let scenario = Scenario {
+            n_antennas: (p.n_antennas[0], p.n_antennas[1]),
+            n_users: p.n_users,
+            angular_spread_deg: p.angular_spread_deg,
+            max_angle_deg: 60.0,
+            target_db: (p.target_db[0], p.target_db[1]),
+        };
+        Ok(Self { groups: pilot_groups(&p.rho_db), scenario, params })
+    }
+
+    fn settings(&self) -> Result<UnrollSettings, Error> {
+        Ok(UnrollSettings {
+            codebook: dft_codebook(self.params.n_antennas[0], self.params.n_antennas[1], 1, 1)?,
+            n_rf: self.params.n_rf,
+            n_selections: self.params.n_selections,
+            power_budget: self.params.power_budget,
+            qos: QosOptions::default(),
+            softmin_sharpness: 5.0,
+        })
+    }
+
+    /// Greedy design on covariances `r` with targets `γ·margin`; powers above the budget are scaled
+    /// down when `project`, otherwise such instances are infeasible. Returns `(power, true SINRs)`.
+    fn greedy_design(
+        &self,
+        inst: &Instance,
+        use_truth: bool,
+        margin: f64,
+        project: bool,
+    ) -> Result<Option<(f64, Vec<f64>)>, Error> {
+        let st = self.settings()?;
+        let h = if use_truth { &inst.h } else { &inst.h_est };
+        let r = rank_one_covariances(h);
+        let targets: Vec<f64> = inst.targets.iter().map(|g| g * margin).collect();
+        let opts = GreedyOptions {
+            n_selections: st.n_selections,
+            power_budget: if project { None } else { Some(st.power_budget) },
+            weighting: PowerWeighting::Baseband,
+            qos: st.qos,
+            record_trials: false,
+        };
+        let init = snr_init(&st.codebook, &r, st.n_rf)?;
+        match greedy_hbf(&st.codebook, &r, &r, &targets, &init, &opts) {
+            Ok(res) => {
+                let total = res.solution.weighted_power();
+                let s = (st.power_budget / total).min(1.0);
+                let w = res.precoder().mapv(|z| z * s.sqrt());
+                Ok(Some((total * s, sinrs(w.view(), &inst.h)?)))
+            }
+            Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Draws `n` instances cycling through the groups, redrawing those infeasible under perfect CSI.
+    fn dataset(&self, n: usize, stream: u64) -> Result<Vec<Instance>, Error> {
+        let mut rng = ChaCha8Rng::seed_from_u64(beamlab_core::derive_seed(self.params.data_seed, &[stream]));
+        // Draw in chunks (sequentially, one RNG stream), check feasibility in parallel, keep the
+        // feasible ones in order: the result does not depend on the thread count.
+        let mut out = Vec::with_capacity(n);
+        let mut n_drawn = 0usize;
+        while out.len() < n {
+            if n_drawn > 100 * n + 100 {
+                return Err(Error::InvalidInput("almost every instance is infeasible under perfect CSI".into()));
+            }
+            let need = n - out.len();
+            let chunk = (0..need)
+                .map(|j| {
+                    let g = (n_drawn + j) % self.groups.len();
+                    draw_instance(&self.scenario, &self.groups[g], g, &mut rng)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            n_drawn += need;
+            let feasible = chunk
+                .par_iter()
+                .map(|inst| Ok(self.greedy_design(inst, true, 1.0, false)?.is_some()))
+                .collect::<Result<Vec<bool>, Error>>()?;
+            out.extend(chunk.into_iter().zip(feasible).filter(|(_, f)| *f).map(|(i, _)| i));
+        }
+        Ok(out)
+    }
+
+    fn table_rows(&self, method: &str, stats: &EvalStats) -> Vec<CurveRow> {
+        let mut rows = Vec::new();
+        for (g, (o, p)) in stats.outage.iter().zip(&stats.power).enumerate() {
+            rows.push(CurveRow::single(method, "power", g as f64, *p));
+            rows.push(CurveRow::single(method, "outage", g as f64, *o));
+        }
+        rows.push(CurveRow::single(method, "infeasible", -1.0, stats.n_infeasible as f64));
+        rows
+    }
+
+    fn run(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, Error> {
+        let method = METHODS.get(unit).ok_or_else(|| Error::InvalidInput(format!("no unit {unit}")))?;
+        let _span = tracing::info_span!("outage_table_unit", method).entered();
+        let (n_groups, p_max, eps) = (self.groups.len(), self.params.power_budget, self.params.epsilon);
+        let test = self.dataset(self.params.n_test, 2)?;
+        match unit {
+            0 => {
+                let stats = evaluate_designs(&test, n_groups, p_max, |i| self.greedy_design(i, true, 1.0, false))?;
+                Ok(self.table_rows(method, &stats))
+            }
+            1 => {
+                let val = self.dataset(self.params.n_val, 1)?;
+                let mut margins = Vec::with_capacity(n_groups);
+                let mut rows = Vec::new();
+                for g in 0..n_groups {
+                    let members: Vec<Instance> = val.iter().filter(|i| i.group == g).cloned().collect();
+                    let margin = calibrate_margin(
+                        |m| {
+                            let st =
+                                evaluate_designs(&members, n_groups, p_max, |i| self.greedy_design(i, false, m, true))?;
+                            Ok(st.outage[g])
+                        },
+                        eps,
+                        0.0,
+                        self.params.margin_max_db,
+                        self.params.margin_steps,
+                    )?;
+                    rows.push(CurveRow::single(method, "margin_db", g as f64, 10.0 * margin.log10()));
+                    margins.push(margin);
+                }
+                let stats = evaluate_designs(&test, n_groups, p_max, |i| {
+                    self.greedy_design(i, false, margins[i.group.min(n_groups - 1)], true)
+                })?;
+                rows.extend(self.table_rows(method, &stats));
+                Ok(rows)
+            }
+            _ => {
+                let train = self.dataset(self.params.n_train, 0)?;
+                let val = self.dataset(self.params.n_val, 1)?;
+                let gcn = if unit == 3 {
+                    GcnConfig { filter_order: 0, ..self.params.gcn.clone() }
+                } else {
+                    self.params.gcn.clone()
+                };
+                let loss = if unit == 4 { ConstraintLoss::Quantile } else { self.params.train.loss.clone() };
+                let tp = TrainParams { epsilon: eps, loss, ..self.params.train.clone() };
+                let mut trainer = Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?;
+                let report = trainer.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed))?;
+                let mut rows = Vec::new();
+                for p in &report.points {
+                    let x = p.step as f64;
+                    rows.push(CurveRow::single(method, "val_metric", x, p.metric));
+                    rows.push(CurveRow::single(method, "val_power", x, p.stats.mean_power));
+                    let o: Vec<f64> = p.stats.outage.iter().copied().filter(|o| o.is_finite()).collect();
+                    rows.push(CurveRow::summarise(method, "val_outage", x, &o));
+                }
+                rows.push(CurveRow::single(method, "best_step", -1.0, report.best_step as f64));
+                rows.push(CurveRow::single(method, "skipped_steps", -1.0, report.n_skipped as f64));
+                rows.extend(self.table_rows(method, &trainer.evaluate(&test)?));
+                Ok(rows)
+            }
+        }
+    }
+}
+
+impl FamilyExperiment for OutageTable {
+    fn n_units(&self) -> usize {
+        METHODS.len()
+    }
+
+    fn unit_label(&self, unit: usize) -> String {
+        METHODS.get(unit).map_or_else(|| format!("unit {unit}"), |m| (*m).to_string())
+    }
+
+    fn run_unit(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, CoreError> {
+        self.run(unit, seed).map_err(|e| CoreError::Method { method: self.unit_label(unit), source: Box::new(e) })
+    }
+}
+
+/// Builds the experiment from its parameters.
+///
+/// # Errors
+/// As [`OutageTable::new`].
+pub fn outage_table(params: OutageTableParams) -> Result<OutageTable, Error> {
+    OutageTable::new(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> OutageTableParams {
+        OutageTableParams {
+            n_train: 8,
+            n_val: 8,
+            n_test: 8,
+            margin_steps: 3,
+            train: TrainParams { n_steps: 2, batch_size: 4, eval_every: 1, ..TrainParams::default() },
+            ..OutageTableParams::default()
+        }
+    }
+
+    #[test]
+    fn every_unit_runs_and_perfect_csi_has_no_outage() {
+        let exp = outage_table(tiny()).unwrap();
+        assert_eq!(exp.n_units(), 5);
+        let perf = exp.run_unit(0, 1).unwrap();
+        let outage: Vec<_> = perf.iter().filter(|r| r.metric == "outage").collect();
+        assert_eq!(outage.len(), 4);
+        assert!(outage.iter().all(|r| r.mean == 0.0), "{outage:?}");
+        assert!(perf.iter().filter(|r| r.metric == "power").all(|r| r.mean > 0.0 && r.mean <= 100.0));
+        let marg = exp.run_unit(1, 1).unwrap();
+        assert!(marg.iter().any(|r| r.metric == "margin_db"));
+        let gcn = exp.run_unit(2, 1).unwrap();
+        assert!(gcn.iter().any(|r| r.metric == "val_metric") && gcn.iter().any(|r| r.metric == "outage"));
+        // Deterministic for a seed.
+        assert_eq!(exp.run_unit(0, 1).unwrap(), perf);
+    }
+
+    #[test]
+    fn params_are_validated_and_strict() {
+        assert!(outage_table(OutageTableParams { n_rf: 17, ..tiny() }).is_err());
+        assert!(outage_table(OutageTableParams { epsilon: 0.0, ..tiny() }).is_err());
+        assert!(outage_table(OutageTableParams { rho_db: vec![], ..tiny() }).is_err());
+        let p: OutageTableParams =
+            serde_json::from_str(r#"{"n_users": 4, "train": {"n_steps": 5}, "gcn": {"width": 8}}"#).unwrap();
+        assert_eq!((p.n_users, p.train.n_steps, p.gcn.width, p.n_rf), (4, 5, 8, 5));
+        assert!(serde_json::from_str::<OutageTableParams>(r#"{"n_userz": 4}"#).is_err());
+        assert!(serde_json::from_str::<OutageTableParams>(r#"{"train": {"loss": {"kind": "quantile"}}}"#).is_ok());
+    }
+}

@@ -1,0 +1,96 @@
+//! # beamlab-gnn-unroll
+//!
+//! Outage-constrained multi-user hybrid beamforming by GCN-aided greedy unrolling
+//! (spec `outage-gnn-unroll.md`, paper "outage hybrid BF by GNN unrolling").
+//!
+//! System model: a uniform planar array with `N = N1·N2` antennas, `M` RF chains whose analog
+//! beams `A = [a_1 … a_M]: [N × M]` are distinct codewords of a DFT codebook, `K` single-antenna
+//! users with channel vectors `h_k: [N]` (received signal `h_k^H x`), unit noise, transmit signal
+//! `x = Σ_k √p_k A w_k s_k` with unit baseband beams `w_k: [M]`.
+//!
+//! - [`qos`]: QoS power minimisation for a fixed `A` (virtual uplink power iteration, MMSE beams,
+//!   downlink power recovery), with typed infeasibility.
+//! - [`greedy`]: the DFT codebook, SNR-based initialisation and the greedy-correction codeword
+//!   selection (Hegde et al., Alg. 2); a [`Beamformer`](beamlab_core::Beamformer) wrapper.
+//! - [`data`]: correlated UPA covariances, noisy-MMSE channel estimates, DFT feedback
+//!   quantisation, constraint groups.
+//! - [`outage`]: SINRs on true channels, Monte-Carlo outage over the channel posterior, the target
+//!   margin of G-HBF-marg.
+//! - [`implicit`]: the implicit-differentiation gradient of the baseband problem and the envelope
+//!   gradient of the trial power (spec §4).
+//! - [`unroll`]: virtual channels, the unrolled greedy forward pass and its gradients (coefficients,
+//!   analog matrix, straight-through softmin selection).
+//! - [`model`]: the candle graph network (GCN, or FCN with filter order 0) giving the virtual-channel
+//!   coefficients.
+//! - [`train`]: primal–dual training with the annealing or quantile outage loss.
+//! - [`experiment`]: the Table 2 experiment for the harness ([`experiment::OutageTableParams`]).
+//!
+//! Design decisions and the state of the implementation: `docs/gnn-unroll.md`.
+//!
+//! ```
+//! use beamlab_gnn_unroll::qos::{QosOptions, QosSystem, solve_qos};
+//! use beamlab_linalg_ops::c64;
+//! use ndarray::{Array2, array};
+//! // Two users on two orthogonal beams: no interference, so p_k = γ_k / ‖g_k‖².
+//! let s1 = array![[c64::new(2.0, 0.0), c64::new(0.0, 0.0)], [c64::new(0.0, 0.0), c64::new(0.0, 0.0)]];
+//! let s2 = array![[c64::new(0.0, 0.0), c64::new(0.0, 0.0)], [c64::new(0.0, 0.0), c64::new(4.0, 0.0)]];
+//! let sys = QosSystem::new(vec![s1.clone(), s2.clone()], vec![s1, s2], Array2::eye(2), vec![1.0, 2.0]).unwrap();
+//! let sol = solve_qos(&sys, &QosOptions::default(), None).unwrap();
+//! assert!((sol.powers[0] - 0.5).abs() < 1e-12 && (sol.powers[1] - 0.5).abs() < 1e-12);
+//! assert!((sol.weighted_power() - sol.uplink_sum()).abs() < 1e-12);
+//! ```
+
+use beamlab_linalg_ops::LinalgError;
+
+pub mod data;
+pub mod experiment;
+pub mod greedy;
+pub mod implicit;
+pub mod model;
+pub mod outage;
+pub mod qos;
+pub mod train;
+pub mod unroll;
+mod util;
+
+/// Errors of the crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed input (shapes, NaN, empty, out-of-range parameters).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The SINR targets cannot be met.
+    #[error("infeasible after {n_iterations} iterations (uplink sum power {sum_power}): {reason}")]
+    Infeasible {
+        /// Uplink sum power when infeasibility was detected.
+        sum_power: f64,
+        /// Iterations performed.
+        n_iterations: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A matrix that must be positive definite or invertible is not.
+    #[error("singular matrix: {what}")]
+    Singular {
+        /// Which matrix.
+        what: &'static str,
+    },
+    /// The codebook has no (or too few) codewords.
+    #[error("codebook has {n_codewords} codewords, {n_rf} RF chains need at least {n_rf}")]
+    EmptyCodebook {
+        /// Codewords available.
+        n_codewords: usize,
+        /// RF chains.
+        n_rf: usize,
+    },
+    /// A linear-algebra failure.
+    #[error(transparent)]
+    Linalg(#[from] LinalgError),
+    /// A candle failure.
+    #[error("candle: {0}")]
+    Candle(#[from] beamlab_candle_bridge::candle_core::Error),
+    /// A candle-bridge failure (checkpoints, snapshots).
+    #[error(transparent)]
+    Bridge(#[from] beamlab_candle_bridge::BridgeError),
+}

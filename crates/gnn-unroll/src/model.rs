@@ -1,0 +1,211 @@
+//! The graph network of U-G-HBF-GCN (spec §3, (28)-(30)), in candle.
+//!
+//! Per instance with `K` users: input features `x_k = [ln ‖ĥ_k‖², ln γ_k, ln ζ]` (`[K × 3]`,
+//! standardised with statistics of the training set, stored as non-trainable variables `norm.*`),
+//! the shift operator `S: [K × K]`, `S_kj = |ĥ_k^H ĥ_j| / (‖ĥ_k‖ ‖ĥ_j‖)`, zero diagonal (29), and `L`
+//! graph-filter layers (28) `Z^{(l+1)} = σ_l(Σ_{j=0..J} S^j Z^{(l)} W_j^{(l)} + b^{(l)})`, ReLU on
+//! hidden layers. The output layer gives four virtual-channel coefficients per user through the
+//! bounded exponential `c = exp(B tanh(z / B))`, `c ∈ [e^{−B}, e^{B}]`; the output biases start at
+//! `c1 = c3 = 1`, `c2 = c4 = e^{−3}` and the output weights start small, so the untrained network is
+//! close to the estimate-as-truth greedy algorithm. `J = 0` is the FCN benchmark (users processed
+//! independently by a shared MLP).
+
+use beamlab_candle_bridge::{candle_core, candle_nn};
+use beamlab_linalg_ops::c64;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Init, VarBuilder, VarMap};
+use ndarray::{Array1, Array2};
+
+use crate::Error;
+use crate::data::Instance;
+
+/// Number of input features per user.
+pub const N_FEATURES: usize = 3;
+/// Number of output coefficients per user.
+pub const N_COEFFS: usize = 4;
+
+/// Architecture of the graph network.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcnConfig {
+    /// Number of layers `L` (≥ 1; the last is the output layer).
+    pub n_layers: usize,
+    /// Hidden width.
+    pub width: usize,
+    /// Filter order `J` (0: the FCN benchmark).
+    pub filter_order: usize,
+    /// Output bound `B` of `exp(B tanh(z/B))`.
+    pub bound: f64,
+}
+
+impl Default for GcnConfig {
+    fn default() -> Self {
+        Self { n_layers: 3, width: 32, filter_order: 2, bound: 5.0 }
+    }
+}
+
+/// The graph network (module docs).
+#[derive(Debug)]
+pub struct Gcn {
+    weights: Vec<Vec<Tensor>>,
+    biases: Vec<Tensor>,
+    norm_mean: Tensor,
+    norm_std: Tensor,
+    bound: f64,
+}
+
+impl Gcn {
+    /// Builds the network's variables under `vb` (use
+    /// [`seeded_var_builder`](beamlab_candle_bridge::seeded_var_builder) for a deterministic init).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a zero layer count or width or a non-positive bound; candle errors.
+    pub fn new(vb: &VarBuilder<'_>, cfg: &GcnConfig) -> Result<Self, Error> {
+        if cfg.n_layers == 0 || cfg.width == 0 || !(cfg.bound.is_finite() && cfg.bound > 3.0) {
+            return Err(Error::InvalidInput(format!("bad GCN config {cfg:?} (bound must exceed 3)")));
+        }
+        let n_taps = cfg.filter_order + 1;
+        let mut weights = Vec::with_capacity(cfg.n_layers);
+        let mut biases = Vec::with_capacity(cfg.n_layers);
+        for l in 0..cfg.n_layers {
+            let last = l + 1 == cfg.n_layers;
+            let fan_in = if l == 0 { N_FEATURES } else { cfg.width };
+            let fan_out = if last { N_COEFFS } else { cfg.width };
+            let stdev = if last { 0.01 } else { (2.0 / (fan_in * n_taps) as f64).sqrt() };
+            let lvb = vb.pp(format!("layer{l}"));
+            let w = (0..n_taps)
+                .map(|j| lvb.get_with_hints((fan_in, fan_out), &format!("w{j}"), Init::Randn { mean: 0.0, stdev }))
+                .collect::<Result<Vec<_>, _>>()?;
+            // The output bias is initialised by `build` (see the module docs).
+            let b = lvb.get_with_hints(fan_out, "b", Init::Const(0.0))?;
+            weights.push(w);
+            biases.push(b);
+        }
+        let norm_mean = vb.pp("norm").get_with_hints(N_FEATURES, "mean", Init::Const(0.0))?;
+        let norm_std = vb.pp("norm").get_with_hints(N_FEATURES, "std", Init::Const(1.0))?;
+        Ok(Self { weights, biases, norm_mean, norm_std, bound: cfg.bound })
+    }
+
+    /// Coefficients `c: [K × 4]` from features `[K × 3]` and the shift operator `[K × K]`.
+    ///
+    /// # Errors
+    /// candle errors (shape mismatches).
+    pub fn forward(&self, features: &Tensor, shift: &Tensor) -> Result<Tensor, Error> {
+        let mut z = features.broadcast_sub(&self.norm_mean)?.broadcast_div(&self.norm_std)?;
+        let n_layers = self.weights.len();
+        for (l, (ws, b)) in self.weights.iter().zip(&self.biases).enumerate() {
+            let mut tap = z.clone();
+            let mut acc = tap.matmul(&ws[0])?;
+            for w in &ws[1..] {
+                tap = shift.matmul(&tap)?;
+                acc = (acc + tap.matmul(w)?)?;
+            }
+            let pre = acc.broadcast_add(b)?;
+            z = if l + 1 == n_layers { pre } else { pre.relu()? };
+        }
+        Ok(((z / self.bound)?.tanh()? * self.bound)?.exp()?)
+    }
+}
+
+/// Features `[K × 3]` of an instance: `[ln ‖ĥ_k‖², ln γ_k, ln ζ]` (arguments floored at 1e-30).
+#[must_use]
+pub fn features(inst: &Instance) -> Array2<f64> {
+    let ln = |x: f64| x.max(1e-30).ln();
+    Array2::from_shape_fn((inst.h_est.len(), N_FEATURES), |(k, f)| match f {
+        0 => ln(inst.h_est[k].iter().map(|z| z.norm_sqr()).sum()),
+        1 => ln(inst.targets[k]),
+        _ => ln(inst.zeta),
+    })
+}
+
+/// Shift operator (29) `[K × K]`: normalised channel correlations, zero diagonal (0 for a zero
+/// estimate).
+#[must_use]
+pub fn shift_operator(h_est: &[Array1<c64>]) -> Array2<f64> {
+    let k = h_est.len();
+    let norms: Vec<f64> = h_est.iter().map(|h| h.iter().map(|z| z.norm_sqr()).sum::<f64>().sqrt()).collect();
+    Array2::from_shape_fn((k, k), |(i, j)| {
+        if i == j || norms[i] == 0.0 || norms[j] == 0.0 || !(norms[i] * norms[j]).is_finite() {
+            0.0
+        } else {
+            let c: c64 = h_est[i].iter().zip(&h_est[j]).map(|(a, b)| a.conj() * b).sum();
+            (c.norm() / (norms[i] * norms[j])).min(1.0)
+        }
+    })
+}
+
+/// Builds a [`Gcn`] with its variables in `vars` (seeded), output biases initialised as in the
+/// module docs.
+///
+/// # Errors
+/// As [`Gcn::new`].
+pub fn build(vars: &VarMap, cfg: &GcnConfig, seed: u64) -> Result<Gcn, Error> {
+    if cfg.n_layers == 0 || cfg.width == 0 || !(cfg.bound.is_finite() && cfg.bound > 3.0) {
+        return Err(Error::InvalidInput(format!("bad GCN config {cfg:?} (bound must exceed 3)")));
+    }
+    let vb = beamlab_candle_bridge::seeded_var_builder(vars, seed, DType::F64, &Device::Cpu);
+    let last = format!("layer{}", cfg.n_layers - 1);
+    let fresh = !vars.data().lock().map(|d| d.contains_key(&format!("{last}.b"))).unwrap_or(true);
+    if fresh {
+        let small = cfg.bound * (-3.0 / cfg.bound).atanh();
+        let init = Tensor::from_vec(vec![0.0, small, 0.0, small], N_COEFFS, &Device::Cpu)?;
+        // Create the output bias first, then give it the intended values.
+        let _ = vb.pp(&last).get_with_hints(N_COEFFS, "b", Init::Const(0.0))?;
+        set_named(vars, &format!("{last}.b"), &init)?;
+    }
+    Gcn::new(&vb, cfg)
+}
+
+/// Sets variable `name` of `vars` to `value`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an unknown name; candle errors for a shape mismatch.
+pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error> {
+    let data = vars.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+    let var = data.get(name).ok_or_else(|| Error::InvalidInput(format!("no variable {name}")))?;
+    var.set(&value.to_dtype(var.dtype())?)?;
+    Ok(())
+}
+
+/// Stores feature standardisation statistics (mean and standard deviation of [`features`] over
+/// `instances`) in the `norm.*` variables.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty set; candle errors.
+pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Error> {
+    let rows: Vec<Array2<f64>> = instances.iter().map(features).collect();
+    let n: usize = rows.iter().map(|r| r.nrows()).sum();
+    if n == 0 {
+        return Err(Error::InvalidInput("normalisation needs instances".into()));
+    }
+    let mut mean = [0.0; N_FEATURES];
+    let mut sq = [0.0; N_FEATURES];
+    for r in &rows {
+        for row in r.rows() {
+            for f in 0..N_FEATURES {
+                mean[f] += row[f] / n as f64;
+                sq[f] += row[f] * row[f] / n as f64;
+            }
+        }
+    }
+    let std: Vec<f64> = (0..N_FEATURES).map(|f| (sq[f] - mean[f] * mean[f]).max(0.0).sqrt().max(1e-3)).collect();
+    set_named(vars, "norm.mean", &Tensor::from_vec(mean.to_vec(), N_FEATURES, &Device::Cpu)?)?;
+    set_named(vars, "norm.std", &Tensor::from_vec(std, N_FEATURES, &Device::Cpu)?)?;
+    Ok(())
+}
+
+/// Coefficients `[K × 4]` of one instance as an ndarray (no gradient tracking needed).
+///
+/// # Errors
+/// candle errors.
+pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
+    let x = features(inst);
+    let s = shift_operator(&inst.h_est);
+    let k = x.nrows();
+    let xt = Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), (k, N_FEATURES), &Device::Cpu)?;
+    let st = Tensor::from_vec(s.iter().copied().collect::<Vec<_>>(), (k, k), &Device::Cpu)?;
+    let c = model.forward(&xt, &st)?;
+    let v: Vec<Vec<f64>> = c.to_vec2()?;
+    let arr = Array2::from_shape_fn((k, N_COEFFS), |(i, j)| v[i][j]);
+    Ok((c, arr))
+}

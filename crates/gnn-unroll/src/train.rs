@@ -1,0 +1,747 @@
+//! Training of U-G-HBF-GCN (spec §5): Lagrangian with per-group duals, primal–dual steps,
+//! AutoClip, the annealing outage approximation (51)-(52) or the quantile alternative (53), the
+//! convergence metric (54) with step decay and early stopping, and a non-finite guard.
+//!
+//! Lagrangian of a batch `B` (instances in constraint groups `D_g`):
+//! `L = (1/|B|) Σ_i P_i / P_max + Σ_g μ_g ĝ_g`, with `P_i = Σ_k p_ik` the projected power and
+//! `d_ik = 10 log10(SINR_ik / γ_ik)` on the true channel:
+//!
+//! - annealing (51): `ĝ_g = (1 − ε) − mean_{(i,k) ∈ D_g} σ(κ_g d_ik)`, and after each step (52)
+//!   `κ_g ← (1 − η_κ) κ_g + η_κ min(κ_max, c / [−q̂_ε(d)]_+)`;
+//! - quantile (53): `ĝ_g = −q̂_ε(d)`, the linearly interpolated empirical `ε`-quantile.
+//!
+//! Primal step: AdamW on `∂L/∂θ` (through [`backward`] and the network) after
+//! AutoClip (the gradient norm is clipped to the `clip_percentile`-th percentile of all norms
+//! seen so far). Dual step: `μ_g ← clip(μ_g + η_μ ĝ_g, 0, μ_max)`. Instances whose forward pass
+//! fails (infeasible virtual problem) or yields non-finite values are masked (zero gradient). A step
+//! whose gradient is non-finite is skipped, and a step that leaves a non-finite parameter is rolled
+//! back, so training never produces non-finite parameters.
+//!
+//! Validation (54): `V = mean power + μ̄ Σ_g [ô_g − ε]_+` with the exact empirical outage `ô_g`;
+//! when `V` sets no new minimum for `decay_patience` validations the step sizes are multiplied by
+//! `decay_factor`, after `stop_patience` training stops; the best parameters are restored.
+
+use beamlab_candle_bridge::candle_core::{Tensor, Var};
+use beamlab_candle_bridge::candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use beamlab_candle_bridge::{all_finite, load_checkpoint, restore, save_checkpoint, snapshot};
+use ndarray::Array2;
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use crate::Error;
+use crate::data::Instance;
+use crate::model::{Gcn, GcnConfig, N_COEFFS, build, coefficients, fit_normalisation};
+use crate::unroll::{UnrollSettings, UnrolledOutput, backward, forward, forward_untraced, straight_through_gradient};
+use rayon::prelude::*;
+
+/// The outage approximation of the constraint term.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConstraintLoss {
+    /// Annealing sigmoid approximation (51) with adaptive smoothing (52).
+    Annealing {
+        /// Initial `κ` (per dB).
+        kappa_init: f64,
+        /// Smoothing rate `η_κ`.
+        eta_kappa: f64,
+        /// Upper bound `κ_max`.
+        kappa_max: f64,
+        /// Scale `c` of the adaptive target `c / [−q̂_ε(d)]_+`.
+        scale: f64,
+    },
+    /// Empirical-quantile constraint (53).
+    Quantile,
+}
+
+impl Default for ConstraintLoss {
+    fn default() -> Self {
+        Self::Annealing { kappa_init: 1.0, eta_kappa: 0.1, kappa_max: 10.0, scale: 2.0 }
+    }
+}
+
+/// Training hyper-parameters (defaults: a quick CPU profile).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainParams {
+    /// Maximum number of primal–dual steps.
+    pub n_steps: usize,
+    /// Instances per batch.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// Dual step size `η_μ`.
+    pub lr_dual: f64,
+    /// Initial duals `μ_g`.
+    pub mu_init: f64,
+    /// Dual upper bound `μ_max`.
+    pub mu_max: f64,
+    /// Nominal outage `ε`.
+    pub epsilon: f64,
+    /// Steps between validations.
+    pub eval_every: usize,
+    /// `W1`: validations without a new minimum of `V` before the step sizes decay.
+    pub decay_patience: usize,
+    /// `W2`: validations without a new minimum of `V` before training stops.
+    pub stop_patience: usize,
+    /// Step-size decay factor.
+    pub decay_factor: f64,
+    /// Outage penalty `μ̄` of the convergence metric `V`.
+    pub mu_bar: f64,
+    /// AutoClip percentile (of the gradient-norm history).
+    pub clip_percentile: f64,
+    /// Weight `λ` of the recovery penalty for instances whose virtual problem is infeasible
+    /// (0 disables it: such instances are then only masked).
+    pub infeasible_penalty: f64,
+    /// Constraint approximation.
+    pub loss: ConstraintLoss,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        Self {
+            n_steps: 200,
+            batch_size: 32,
+            lr: 3e-3,
+            lr_dual: 0.2,
+            mu_init: 1.0,
+            mu_max: 100.0,
+            epsilon: 0.1,
+            eval_every: 10,
+            decay_patience: 4,
+            stop_patience: 10,
+            decay_factor: 0.5,
+            mu_bar: 1000.0,
+            clip_percentile: 10.0,
+            infeasible_penalty: 1.0,
+            loss: ConstraintLoss::default(),
+        }
+    }
+}
+
+impl TrainParams {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field.
+    pub fn check(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::InvalidInput(format!("training parameter {m}")));
+        let pos = |x: f64| x.is_finite() && x > 0.0;
+        if self.batch_size == 0 || self.eval_every == 0 || self.stop_patience == 0 || self.decay_patience == 0 {
+            return bad("batch_size, eval_every and the patiences must be >= 1");
+        }
+        if !(pos(self.lr) && self.lr_dual.is_finite() && self.lr_dual >= 0.0 && self.mu_init >= 0.0) {
+            return bad("lr must be > 0, lr_dual and mu_init >= 0");
+        }
+        if !(pos(self.mu_max) && self.mu_init <= self.mu_max && self.mu_bar >= 0.0 && self.mu_bar.is_finite()) {
+            return bad("mu_max must be finite, >= mu_init; mu_bar finite >= 0");
+        }
+        if !(self.epsilon > 0.0 && self.epsilon < 1.0 && self.decay_factor > 0.0 && self.decay_factor <= 1.0) {
+            return bad("epsilon must be in (0, 1), decay_factor in (0, 1]");
+        }
+        if !(self.infeasible_penalty >= 0.0 && self.infeasible_penalty.is_finite()) {
+            return bad("infeasible_penalty must be finite and >= 0");
+        }
+        if !(self.clip_percentile > 0.0 && self.clip_percentile <= 100.0) {
+            return bad("clip_percentile must be in (0, 100]");
+        }
+        if let ConstraintLoss::Annealing { kappa_init, eta_kappa, kappa_max, scale } = self.loss {
+            if !(pos(kappa_init) && pos(kappa_max) && pos(scale) && (0.0..=1.0).contains(&eta_kappa)) {
+                return bad("annealing: kappa_init, kappa_max, scale > 0 and eta_kappa in [0, 1]");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Validation statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalStats {
+    /// Mean transmit power per instance (infeasible instances count `P_max`).
+    pub mean_power: f64,
+    /// Empirical outage per constraint group (`NaN` for a group without users).
+    pub outage: Vec<f64>,
+    /// Mean power per group (`NaN` for an empty group).
+    pub power: Vec<f64>,
+    /// Instances whose forward pass failed (counted as all users in outage at `P_max`).
+    pub n_infeasible: usize,
+}
+
+impl EvalStats {
+    /// The convergence metric (54) `V = mean power + μ̄ Σ_g [ô_g − ε]_+`.
+    #[must_use]
+    pub fn metric(&self, mu_bar: f64, epsilon: f64) -> f64 {
+        self.mean_power
+            + mu_bar * self.outage.iter().filter(|o| o.is_finite()).map(|o| (o - epsilon).max(0.0)).sum::<f64>()
+    }
+}
+
+/// Evaluates per-instance designs given by `design(inst)` on the true channels (exact outage).
+///
+/// # Errors
+/// Errors of `design`; [`Error::InvalidInput`] for `n_groups = 0`.
+pub fn evaluate_designs<F>(instances: &[Instance], n_groups: usize, p_max: f64, design: F) -> Result<EvalStats, Error>
+where
+    F: Fn(&Instance) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
+{
+    if n_groups == 0 {
+        return Err(Error::InvalidInput("evaluate_designs needs at least one group".into()));
+    }
+    let mut users = vec![0usize; n_groups];
+    let mut outages = vec![0usize; n_groups];
+    let mut power = vec![0.0; n_groups];
+    let mut count = vec![0usize; n_groups];
+    let (mut total, mut n_infeasible) = (0.0, 0);
+    let designs = instances.par_iter().map(&design).collect::<Result<Vec<_>, _>>()?;
+    for (inst, design) in instances.iter().zip(designs) {
+        let g = inst.group.min(n_groups.saturating_sub(1));
+        let (p, sinr) = match design {
+            Some((p, s)) if p.is_finite() && s.iter().all(|x| !x.is_nan()) => (p, s),
+            _ => {
+                n_infeasible += 1;
+                (p_max, vec![0.0; inst.targets.len()])
+            }
+        };
+        total += p;
+        power[g] += p;
+        count[g] += 1;
+        users[g] += inst.targets.len();
+        outages[g] += sinr.iter().zip(&inst.targets).filter(|(s, t)| **s < **t * (1.0 - 1e-9)).count();
+    }
+    let ratio = |a: f64, b: usize| if b == 0 { f64::NAN } else { a / b as f64 };
+    Ok(EvalStats {
+        mean_power: ratio(total, instances.len()),
+        outage: outages.iter().zip(&users).map(|(&o, &u)| ratio(o as f64, u)).collect(),
+        power: power.iter().zip(&count).map(|(&p, &c)| ratio(p, c)).collect(),
+        n_infeasible,
+    })
+}
+
+/// One validation point of a training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValPoint {
+    /// Primal steps taken.
+    pub step: usize,
+    /// Validation statistics.
+    pub stats: EvalStats,
+    /// Convergence metric `V`.
+    pub metric: f64,
+}
+
+/// What one primal–dual step did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepReport {
+    /// Lagrangian value of the batch.
+    pub loss: f64,
+    /// Constraint estimates `ĝ_g` (`NaN` for groups absent from the batch).
+    pub constraint: Vec<f64>,
+    /// Instances masked out (failed forward or non-finite values).
+    pub n_masked: usize,
+    /// Whether the primal update was skipped (non-finite gradient, nothing to learn from, or a
+    /// rolled-back non-finite update).
+    pub skipped: bool,
+}
+
+/// The result of [`Trainer::train`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainReport {
+    /// Validation trace.
+    pub points: Vec<ValPoint>,
+    /// Steps taken.
+    pub n_steps: usize,
+    /// Skipped primal steps.
+    pub n_skipped: usize,
+    /// Step of the best (restored) parameters.
+    pub best_step: usize,
+}
+
+/// The linearly interpolated empirical `eps`-quantile of `values` and its weights on the two
+/// order statistics it interpolates (`(index, ∂q/∂value)`).
+fn quantile(values: &[f64], eps: f64) -> (f64, [(usize, f64); 2]) {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let h = eps * (values.len() - 1) as f64;
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(values.len() - 1);
+    let frac = h - lo as f64;
+    let q = values[order[lo]] + frac * (values[order[hi]] - values[order[lo]]);
+    (q, [(order[lo], 1.0 - frac), (order[hi], frac)])
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A U-G-HBF model with its optimiser and primal–dual state.
+pub struct Trainer {
+    model: Gcn,
+    vars: VarMap,
+    opt: AdamW,
+    trainable: Vec<Var>,
+    settings: UnrollSettings,
+    params: TrainParams,
+    n_groups: usize,
+    mu: Vec<f64>,
+    kappa: Vec<f64>,
+    grad_norms: Vec<f64>,
+    lr_dual: f64,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("params", &self.params)
+            .field("mu", &self.mu)
+            .field("kappa", &self.kappa)
+            .finish()
+    }
+}
+
+impl Trainer {
+    /// A fresh model (seeded), with feature statistics fitted on `train`.
+    ///
+    /// # Errors
+    /// Bad parameters or configuration; an empty training set; candle errors.
+    pub fn new(
+        cfg: &GcnConfig,
+        settings: UnrollSettings,
+        params: TrainParams,
+        n_groups: usize,
+        train: &[Instance],
+        seed: u64,
+    ) -> Result<Self, Error> {
+        params.check()?;
+        if n_groups == 0 {
+            return Err(Error::InvalidInput("need at least one constraint group".into()));
+        }
+        let vars = VarMap::new();
+        let model = build(&vars, cfg, seed)?;
+        fit_normalisation(&vars, train)?;
+        let trainable = {
+            let data = vars.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+            let mut named: Vec<_> = data.iter().filter(|(n, _)| !n.starts_with("norm.")).collect();
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            named.into_iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()
+        };
+        let opt =
+            AdamW::new(trainable.clone(), ParamsAdamW { lr: params.lr, weight_decay: 0.0, ..ParamsAdamW::default() })?;
+        let kappa0 = match params.loss {
+            ConstraintLoss::Annealing { kappa_init, .. } => kappa_init,
+            ConstraintLoss::Quantile => 0.0,
+        };
+        Ok(Self {
+            model,
+            vars,
+            opt,
+            trainable,
+            settings,
+            mu: vec![params.mu_init; n_groups],
+            kappa: vec![kappa0; n_groups],
+            lr_dual: params.lr_dual,
+            params,
+            n_groups,
+            grad_norms: Vec::new(),
+        })
+    }
+
+    /// The network.
+    #[must_use]
+    pub fn model(&self) -> &Gcn {
+        &self.model
+    }
+
+    /// The network's variables (for checkpoints).
+    #[must_use]
+    pub fn vars(&self) -> &VarMap {
+        &self.vars
+    }
+
+    /// Current duals `μ_g`.
+    #[must_use]
+    pub fn duals(&self) -> &[f64] {
+        &self.mu
+    }
+
+    /// Current annealing slopes `κ_g` (0 for the quantile loss).
+    #[must_use]
+    pub fn kappas(&self) -> &[f64] {
+        &self.kappa
+    }
+
+    /// The unrolled forward pass of one instance with the current network.
+    ///
+    /// # Errors
+    /// As [`forward`] and [`coefficients`].
+    pub fn infer(&self, inst: &Instance) -> Result<UnrolledOutput, Error> {
+        let (_, c) = coefficients(&self.model, inst)?;
+        forward_untraced(inst, &c, &self.settings)
+    }
+
+    /// Validation statistics of the current network.
+    ///
+    /// # Errors
+    /// candle errors.
+    pub fn evaluate(&self, instances: &[Instance]) -> Result<EvalStats, Error> {
+        evaluate_designs(instances, self.n_groups, self.settings.power_budget, |inst| match self.infer(inst) {
+            Ok(out) => Ok(Some((out.power(), out.sinr))),
+            Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// One primal–dual step on `batch` (module docs).
+    ///
+    /// # Errors
+    /// candle errors (numerical trouble in the data is masked, not an error).
+    pub fn step(&mut self, batch: &[&Instance]) -> Result<StepReport, Error> {
+        let _span = tracing::debug_span!("gnn_unroll_step", batch = batch.len()).entered();
+        // Forward: network (candle, with graph) then the unrolled solver (ndarray).
+        // The per-instance solver work runs in parallel; results keep the batch order, so they do
+        // not depend on the thread count.
+        let coeffs = batch.iter().map(|inst| coefficients(&self.model, inst)).collect::<Result<Vec<_>, _>>()?;
+        let settings = &self.settings;
+        // `Err(true)`: the virtual problem is infeasible (recoverable); `Err(false)`: unusable data.
+        let solved: Vec<Result<UnrolledOutput, bool>> = batch
+            .par_iter()
+            .zip(coeffs.par_iter())
+            .map(|(inst, (_, c))| {
+                if !c.iter().all(|x| x.is_finite()) {
+                    return Err(false);
+                }
+                match forward(inst, c, settings) {
+                    Ok(o) if o.margin_db.iter().all(|d| d.is_finite()) => Ok(o),
+                    Err(Error::Infeasible { .. } | Error::Singular { .. }) => Err(true),
+                    _ => Err(false),
+                }
+            })
+            .collect();
+        let recoverable: Vec<bool> = solved.iter().map(|r| matches!(r, Err(true))).collect();
+        let outs: Vec<Option<(Tensor, Array2<f64>, UnrolledOutput)>> =
+            coeffs.iter().zip(solved).map(|((ct, c), o)| o.ok().map(|o| (ct.clone(), c.clone(), o))).collect();
+        let n_masked = outs.iter().filter(|o| o.is_none()).count();
+        let n_ok = batch.len() - n_masked;
+        // Constraint estimates and their gradients with respect to the margins.
+        let g_of = |i: usize| batch[i].group.min(self.n_groups - 1);
+        let mut grad_margin: Vec<Vec<f64>> = batch.iter().map(|inst| vec![0.0; inst.targets.len()]).collect();
+        let mut constraint = vec![f64::NAN; self.n_groups];
+        let mut quantiles = vec![f64::NAN; self.n_groups];
+        for (g, cons) in constraint.iter_mut().enumerate() {
+            let members: Vec<(usize, usize)> = (0..batch.len())
+                .filter(|&i| outs[i].is_some() && g_of(i) == g)
+                .flat_map(|i| (0..batch[i].targets.len()).map(move |k| (i, k)))
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let d: Vec<f64> =
+                members.iter().map(|&(i, k)| outs[i].as_ref().map_or(0.0, |o| o.2.margin_db[k])).collect();
+            let (q, weights) = quantile(&d, self.params.epsilon);
+            quantiles[g] = q;
+            let n = d.len() as f64;
+            match self.params.loss {
+                ConstraintLoss::Annealing { .. } => {
+                    let kappa = self.kappa[g];
+                    let s: Vec<f64> = d.iter().map(|x| sigmoid(kappa * x)).collect();
+                    *cons = (1.0 - self.params.epsilon) - s.iter().sum::<f64>() / n;
+                    for (&(i, k), sv) in members.iter().zip(&s) {
+                        grad_margin[i][k] = -self.mu[g] * kappa * sv * (1.0 - sv) / n;
+                    }
+                }
+                ConstraintLoss::Quantile => {
+                    *cons = -q;
+                    for (idx, w) in weights {
+                        let (i, k) = members[idx];
+                        grad_margin[i][k] -= self.mu[g] * w;
+                    }
+                }
+            }
+        }
+        let p_max = self.settings.power_budget;
+        let mean_power = if n_ok == 0 {
+            0.0
+        } else {
+            outs.iter().flatten().map(|o| o.2.power()).sum::<f64>() / (n_ok as f64 * p_max)
+        };
+        let loss = mean_power
+            + constraint.iter().zip(&self.mu).filter(|(c, _)| c.is_finite()).map(|(c, m)| c * m).sum::<f64>();
+        // Primal step through the implicit gradient, injected at the coefficients.
+        let grad_power = 1.0 / (n_ok as f64 * p_max);
+        let grads_c: Vec<Option<Array2<f64>>> = outs
+            .par_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let (_, _, out) = o.as_ref()?;
+                let back = backward(batch[i], out, &grad_margin[i], grad_power).ok()?;
+                let mut dc = back.coeffs;
+                if settings.softmin_sharpness > 0.0 {
+                    dc += &straight_through_gradient(batch[i], out, &back.analog, settings).ok()?;
+                }
+                dc.iter().all(|x| x.is_finite()).then_some(dc)
+            })
+            .collect();
+        // Infeasible virtual problems give no solver gradient; the recovery penalty
+        // `λ Σ (ln c − ln c_0)² / |B|` pulls their coefficients back towards the initial
+        // estimate-as-truth values `c_0 = (1, e^{−3}, 1, e^{−3})`.
+        let penalty = self.params.infeasible_penalty / batch.len() as f64;
+        let ln_c0 = [0.0, -3.0, 0.0, -3.0];
+        let recovery = coeffs.iter().zip(&recoverable).map(|((_, c), &rec)| {
+            (rec && penalty > 0.0).then(|| {
+                Array2::from_shape_fn(c.dim(), |(u, i)| 2.0 * penalty * (c[[u, i]].ln() - ln_c0[i]) / c[[u, i]])
+            })
+        });
+        let mut surrogate: Option<Tensor> = None;
+        for (((ct, _), dc), rec) in coeffs.iter().zip(grads_c).zip(recovery) {
+            let Some(dc) = dc.or(rec) else { continue };
+            if dc.iter().any(|x| !x.is_finite()) {
+                continue;
+            }
+            let k = dc.nrows();
+            let g = Tensor::from_vec(dc.iter().copied().collect::<Vec<_>>(), (k, N_COEFFS), ct.device())?;
+            let s = (ct * g.detach())?.sum_all()?;
+            surrogate = Some(match surrogate {
+                None => s,
+                Some(acc) => (acc + s)?,
+            });
+        }
+        let mut skipped = true;
+        if let Some(s) = surrogate {
+            let mut grads = s.backward()?;
+            let trainable: Vec<Tensor> = self.trainable.iter().map(|v| v.as_tensor().clone()).collect();
+            let mut sq = 0.0;
+            for t in &trainable {
+                if let Some(g) = grads.get(t) {
+                    sq += g.sqr()?.sum_all()?.to_scalar::<f64>()?;
+                }
+            }
+            let norm = sq.sqrt();
+            if norm.is_finite() && norm > 0.0 {
+                self.grad_norms.push(norm);
+                let mut hist = self.grad_norms.clone();
+                hist.sort_by(f64::total_cmp);
+                let idx = ((self.params.clip_percentile / 100.0) * (hist.len() - 1) as f64).round() as usize;
+                let threshold = hist[idx.min(hist.len() - 1)];
+                if norm > threshold {
+                    let f = threshold / norm;
+                    for t in &trainable {
+                        if let Some(g) = grads.remove(t) {
+                            grads.insert(t, (g * f)?);
+                        }
+                    }
+                }
+                let snap = snapshot(&self.vars)?;
+                self.opt.step(&grads)?;
+                if all_finite(&self.vars)? {
+                    skipped = false;
+                } else {
+                    restore(&self.vars, &snap)?;
+                }
+            }
+        }
+        // Dual and smoothing updates.
+        for g in 0..self.n_groups {
+            if !constraint[g].is_finite() {
+                continue;
+            }
+            self.mu[g] = (self.mu[g] + self.lr_dual * constraint[g]).clamp(0.0, self.params.mu_max);
+            if let ConstraintLoss::Annealing { eta_kappa, kappa_max, scale, .. } = self.params.loss {
+                let target = if -quantiles[g] > 0.0 { (scale / -quantiles[g]).min(kappa_max) } else { kappa_max };
+                self.kappa[g] = (1.0 - eta_kappa) * self.kappa[g] + eta_kappa * target;
+            }
+        }
+        Ok(StepReport { loss, constraint, n_masked, skipped })
+    }
+
+    /// Trains on `train` with validation on `val` (module docs); restores the best parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty training or validation set; candle errors.
+    pub fn train<R: Rng + ?Sized>(
+        &mut self,
+        train: &[Instance],
+        val: &[Instance],
+        rng: &mut R,
+    ) -> Result<TrainReport, Error> {
+        if train.is_empty() || val.is_empty() {
+            return Err(Error::InvalidInput("training and validation sets must be non-empty".into()));
+        }
+        let _span = tracing::info_span!("gnn_unroll_train", n_train = train.len(), n_val = val.len()).entered();
+        let (eps, mu_bar) = (self.params.epsilon, self.params.mu_bar);
+        let first = self.evaluate(val)?;
+        let mut best = (first.metric(mu_bar, eps), 0usize, snapshot(&self.vars)?);
+        let mut points = vec![ValPoint { step: 0, metric: best.0, stats: first }];
+        let mut order: Vec<usize> = Vec::new();
+        let (mut since_best, mut n_skipped, mut n_steps) = (0usize, 0usize, 0usize);
+        while n_steps < self.params.n_steps {
+            if order.len() < self.params.batch_size.min(train.len()) {
+                let mut perm: Vec<usize> = (0..train.len()).collect();
+                perm.shuffle(rng);
+                order.extend(perm);
+            }
+            let take = self.params.batch_size.min(train.len());
+            let batch: Vec<&Instance> = order.drain(..take).map(|i| &train[i]).collect();
+            let report = self.step(&batch)?;
+            n_skipped += usize::from(report.skipped);
+            n_steps += 1;
+            if n_steps % self.params.eval_every == 0 {
+                let stats = self.evaluate(val)?;
+                let metric = stats.metric(mu_bar, eps);
+                points.push(ValPoint { step: n_steps, metric, stats });
+                if metric < best.0 {
+                    best = (metric, n_steps, snapshot(&self.vars)?);
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= self.params.stop_patience {
+                        break;
+                    }
+                    if since_best % self.params.decay_patience == 0 {
+                        let lr = self.opt.learning_rate() * self.params.decay_factor;
+                        self.opt.set_learning_rate(lr);
+                        self.lr_dual *= self.params.decay_factor;
+                    }
+                }
+            }
+        }
+        restore(&self.vars, &best.2)?;
+        Ok(TrainReport { points, n_steps, n_skipped, best_step: best.1 })
+    }
+
+    /// Saves the network (weights and feature statistics) to a safetensors file.
+    ///
+    /// # Errors
+    /// IO and candle errors.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), Error> {
+        Ok(save_checkpoint(&self.vars, path)?)
+    }
+
+    /// Loads a checkpoint written by [`Trainer::save`] for the same architecture (strict).
+    ///
+    /// # Errors
+    /// [`Error::Bridge`] on any name or shape mismatch.
+    pub fn load(&self, path: &std::path::Path) -> Result<(), Error> {
+        Ok(load_checkpoint(&self.vars, path)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Scenario, draw_instance};
+    use crate::unroll::tests::settings;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn data(n: usize, seed: u64) -> Vec<Instance> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let groups = crate::data::pilot_groups(&[0.0, 10.0]);
+        (0..n).map(|i| draw_instance(&Scenario::default(), &groups[i % 2], i % 2, &mut rng).unwrap()).collect()
+    }
+
+    fn quick() -> TrainParams {
+        TrainParams { batch_size: 8, n_steps: 6, eval_every: 3, ..TrainParams::default() }
+    }
+
+    #[test]
+    fn quantile_interpolates_and_weights_sum_to_one() {
+        let (q, w) = quantile(&[3.0, 1.0, 2.0, 5.0, 4.0], 0.1);
+        assert!((q - 1.4).abs() < 1e-12);
+        assert_eq!((w[0].0, w[1].0), (1, 2));
+        assert!((w[0].1 + w[1].1 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn untrained_network_starts_near_the_estimate_as_truth_coefficients() {
+        let train = data(4, 1);
+        let t = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &train, 7).unwrap();
+        let (_, c) = coefficients(t.model(), &train[0]).unwrap();
+        for row in c.rows() {
+            assert!((row[0] - 1.0).abs() < 0.1 && (row[2] - 1.0).abs() < 0.1, "{row:?}");
+            assert!((row[1] - (-3f64).exp()).abs() < 0.01 && (row[3] - (-3f64).exp()).abs() < 0.01, "{row:?}");
+        }
+        // Deterministic for a seed.
+        let t2 = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &train, 7).unwrap();
+        assert_eq!(coefficients(t2.model(), &train[1]).unwrap().1, coefficients(t.model(), &train[1]).unwrap().1);
+    }
+
+    #[test]
+    fn power_only_training_lowers_the_power() {
+        // With no constraint term the primal steps must reduce the mean power on the batch.
+        let train = data(8, 2);
+        let params = TrainParams { mu_init: 0.0, lr_dual: 0.0, lr: 2e-2, clip_percentile: 100.0, ..quick() };
+        let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 3).unwrap();
+        let before = t.evaluate(&train).unwrap().mean_power;
+        let batch: Vec<&Instance> = train.iter().collect();
+        for _ in 0..8 {
+            assert!(!t.step(&batch).unwrap().skipped);
+        }
+        let after = t.evaluate(&train).unwrap().mean_power;
+        assert!(after < 0.9 * before, "power {before} -> {after}");
+    }
+
+    #[test]
+    fn hostile_batch_never_yields_non_finite_parameters() {
+        let mut train = data(6, 4);
+        train[0].h_est[0].fill(beamlab_linalg_ops::c64::new(0.0, 0.0)); // zero estimate
+        train[1].targets = vec![1e12; 3]; // absurd targets
+        train[2].h[1][0] = beamlab_linalg_ops::c64::new(f64::NAN, 0.0); // corrupted truth
+        train[3].h_est[2].mapv_inplace(|z| z * 1e120); // overflowing estimate
+        train[4].zeta = 0.0;
+        for loss in [ConstraintLoss::default(), ConstraintLoss::Quantile] {
+            let params = TrainParams { lr: 10.0, clip_percentile: 100.0, loss, ..quick() };
+            let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 5).unwrap();
+            let batch: Vec<&Instance> = train.iter().collect();
+            for _ in 0..3 {
+                let r = t.step(&batch).unwrap();
+                assert!(r.n_masked >= 2, "{r:?}");
+                assert!(all_finite(t.vars()).unwrap());
+                assert!(t.duals().iter().chain(t.kappas()).all(|x| x.is_finite()));
+            }
+        }
+    }
+
+    #[test]
+    fn infeasible_instances_get_only_the_recovery_gradient() {
+        let mut train = data(2, 8);
+        for inst in &mut train {
+            inst.targets = vec![1e9; 3];
+        }
+        let batch: Vec<&Instance> = train.iter().collect();
+        let masked = TrainParams { infeasible_penalty: 0.0, ..quick() };
+        let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), masked, 2, &train, 5).unwrap();
+        let r = t.step(&batch).unwrap();
+        assert!(r.skipped && r.n_masked == 2, "{r:?}");
+        let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &train, 5).unwrap();
+        let before = coefficients(t.model(), &train[0]).unwrap().1;
+        assert!(!t.step(&batch).unwrap().skipped);
+        let after = coefficients(t.model(), &train[0]).unwrap().1;
+        assert!(before != after);
+    }
+
+    #[test]
+    fn train_loop_validates_restores_and_checkpoints() {
+        let train = data(8, 6);
+        let val = data(4, 7);
+        let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &train, 9).unwrap();
+        let report = t.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        assert_eq!(report.points.len(), 3);
+        let best = report.points.iter().map(|p| p.metric).fold(f64::INFINITY, f64::min);
+        let now = t.evaluate(&val).unwrap().metric(1000.0, 0.1);
+        assert!((now - best).abs() < 1e-9 * best.abs().max(1.0), "restored {now} vs best {best}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gcn.safetensors");
+        t.save(&path).unwrap();
+        let other = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &train, 99).unwrap();
+        other.load(&path).unwrap();
+        assert_eq!(coefficients(other.model(), &val[0]).unwrap().1, coefficients(t.model(), &val[0]).unwrap().1);
+        let fcn = GcnConfig { filter_order: 0, ..GcnConfig::default() };
+        let small = Trainer::new(&fcn, settings(100.0), quick(), 2, &train, 1).unwrap();
+        assert!(small.load(&path).is_err());
+        for bad in [GcnConfig { n_layers: 0, ..GcnConfig::default() }, GcnConfig { bound: 2.0, ..GcnConfig::default() }]
+        {
+            assert!(Trainer::new(&bad, settings(100.0), quick(), 2, &train, 1).is_err());
+        }
+        assert!(
+            Trainer::new(&GcnConfig::default(), settings(100.0), TrainParams { epsilon: 1.5, ..quick() }, 2, &train, 1)
+                .is_err()
+        );
+    }
+}
