@@ -233,8 +233,12 @@ impl FamilyConfig {
             })?;
         }
         for c in &cfg.check {
-            if c.better == c.than {
-                return Err(config_error(origin, format!("check {:?} compares {:?} with itself", c.claim, c.better)));
+            // A series may be compared with itself at another x (`than_at`), never at the same x.
+            if c.better == c.than && c.than_at.is_none_or(|t| c.at == Some(t)) {
+                return Err(config_error(
+                    origin,
+                    format!("check {:?} compares {:?} with itself at the same x", c.claim, c.better),
+                ));
             }
             if c.than.is_empty() == c.than_value.is_none() {
                 return Err(config_error(
@@ -819,5 +823,28 @@ at = 0.0
         c.than_value = None;
         c.metric = "other".into();
         assert!(!check_curves(&c, &rows).holds, "nothing compared must not hold");
+        // One series against itself at another x (e.g. an OOD gap at M = 8 vs M = 1).
+        let gaps = vec![row("gap", 1.0, 3.0), row("gap", 8.0, 2.0)];
+        c.metric = "e".into();
+        c.than = "gap".into();
+        c.better = "gap".into();
+        c.at = Some(8.0);
+        c.than_at = Some(1.0);
+        assert!(check_curves(&c, &gaps).holds, "2 at x = 8 is below 3 at x = 1");
+        c.at = Some(1.0);
+        c.than_at = Some(8.0);
+        assert!(!check_curves(&c, &gaps).holds);
+    }
+
+    #[test]
+    fn self_comparison_needs_another_x() {
+        let with = |extra: &str| {
+            GOOD.replace("than = \"WMMSE (random start)\"", "than = \"WMMSE (RZF start)\"").replace("at = 0.0", extra)
+        };
+        for bad in ["at = 0.0", "at = 0.0\nthan_at = 0.0"] {
+            let e = FamilyConfig::from_toml_str(&with(bad), "s.toml").unwrap_err().to_string();
+            assert!(e.contains("with itself"), "{e}");
+        }
+        assert!(FamilyConfig::from_toml_str(&with("at = 5.0\nthan_at = 0.0"), "s.toml").is_ok());
     }
 }
