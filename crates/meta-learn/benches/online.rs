@@ -2,6 +2,9 @@
 //! SALR r = 8, δ = 0.09, T = 10 unrolled iterations).
 //!
 //! Run single-threaded for stable numbers: `RAYON_NUM_THREADS=1 cargo bench -p beamlab-meta-learn`.
+//! `covnet/*` are candle's forward / autograd (the reference), `covnet/fast-*` the plain-`f64`
+//! path of `fast.rs`; `online-adaptation/*` uses the default (`fast_grad = true`) and
+//! `online-adaptation-candle/*` the candle path.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
 use beamlab_channel::unknown_error::{haar_unitary, miso_columns, sample_error_block};
@@ -33,15 +36,36 @@ fn bench(c: &mut Criterion) {
     c.bench_function("covnet/grad-m32-k4-t10", |b| {
         b.iter(|| net.loss_and_grad(&params, &task, LossKind::Support).expect("grad"));
     });
+    let fast = beamlab_meta_learn::fast::FastNet::new(&net).expect("fast net");
+    let ft = fast.task(&task).expect("fast task");
+    let theta = fast.flatten(&params).expect("flat");
+    let mut ws = beamlab_meta_learn::fast::FastWorkspace::default();
+    let mut grad = Vec::new();
+    c.bench_function("covnet/fast-forward-m32-k4-t10", |b| {
+        b.iter(|| fast.loss(&mut ws, &theta, &ft, LossKind::Support).expect("loss"));
+    });
+    c.bench_function("covnet/fast-grad-m32-k4-t10", |b| {
+        b.iter(|| fast.loss_and_grad(&mut ws, &theta, &ft, LossKind::Support, &mut grad).expect("grad"));
+    });
     for n_bases in [1, 8] {
         let cfg = MbMamlConfig { n_bases, ..MbMamlConfig::default() };
         let model = MbMaml::new(&net, cfg, &mut rng).expect("model");
         c.bench_function(&format!("online-adaptation/steps5-m32-k4-bases{n_bases}"), |b| {
             b.iter(|| {
                 let a = model.adapt(&net, &task, 5, 0.01, BasisSelection::Argmin).expect("adapt");
-                net.precoder(&a.params, &task).expect("precoder")
+                net.precoder_array(&a.params, &task).expect("precoder")
             });
         });
+        if n_bases == 1 {
+            // The same adaptation through candle's autograd (the reference path).
+            let slow = CovNet::new(CovNetConfig { fast_grad: false, ..CovNetConfig::default() }, &dev).expect("net");
+            c.bench_function("online-adaptation-candle/steps5-m32-k4-bases1", |b| {
+                b.iter(|| {
+                    let a = model.adapt(&slow, &task, 5, 0.01, BasisSelection::Argmin).expect("adapt");
+                    slow.precoder_array(&a.params, &task).expect("precoder")
+                });
+            });
+        }
     }
     let h_bar: Vec<_> = block.iter().map(|u| u.sample_mean.clone()).collect();
     let r_s: Vec<_> = block.iter().map(|u| u.sample_covariance.clone()).collect();

@@ -77,6 +77,12 @@ pub struct CovNetConfig {
     /// Average the support loss over the `N` samples instead of summing it (spec (22) sums;
     /// averaging divides the inner-step size by `N`, see `docs/mbmaml.md`). Default `false`.
     pub support_mean: bool,
+    /// Compute support / query losses and gradients for [`crate::maml`] (inner steps, query
+    /// gradients, basis selection, online adaptation) with the hand-written `f64` forward and
+    /// reverse pass of [`crate::fast`] instead of candle's autograd (default `true`; both give
+    /// the same numbers to round-off, tested). [`CovNet::loss_and_grad`] itself always uses
+    /// candle (the reference).
+    pub fast_grad: bool,
 }
 
 impl Default for CovNetConfig {
@@ -91,6 +97,7 @@ impl Default for CovNetConfig {
             mask_seed: 0,
             fused: true,
             support_mean: false,
+            fast_grad: true,
         }
     }
 }
@@ -482,6 +489,20 @@ impl CovNet {
         } else {
             unrolled_robust_wmmse(&task.h_bar, &cov, &task.noise, &task.weights, task.power, self.config.n_unroll)
         }
+    }
+
+    /// The precoder `V: [M × K]` as a matrix (no gradient): through the `f64` fast path
+    /// ([`crate::fast`]) when `fast_grad` is on, else through candle.
+    ///
+    /// # Errors
+    /// As [`CovNet::precoder`].
+    pub fn precoder_array(&self, params: &[Tensor], task: &TaskTensors) -> Result<Array2<c64>, MetaLearnError> {
+        if self.config.fast_grad {
+            let fast = crate::fast::FastNet::new(self)?;
+            let ft = fast.task(task)?;
+            return fast.precoder_tensors(&mut crate::fast::FastWorkspace::default(), params, &ft);
+        }
+        Ok(self.precoder(params, task)?.to_array()?)
     }
 
     /// Loss of a task (a scalar tensor).

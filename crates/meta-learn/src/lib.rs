@@ -16,6 +16,9 @@
 //!   graphs (the reference);
 //! - [`fused`]: the same `T` iterations as one candle op with a hand-written reverse pass (the
 //!   fast path, equal to the reference in values and gradients);
+//! - [`fast`]: the whole loss (network → head → fusion → unrolled WMMSE → sum rate) and its
+//!   parameter gradient in plain `f64` with a hand-written reverse pass, equal to candle's
+//!   autograd to round-off and ~3× faster; used by [`maml`] when `CovNetConfig::fast_grad`;
 //! - [`covnet`]: the covariance network with its Hermitian-PSD heads (full rank, SALR), the
 //!   fusion with the sample covariance, and the support / query losses;
 //! - [`maml`]: MB-MAML meta-training, plain MAML, and the online adaptation;
@@ -25,8 +28,9 @@
 //!
 //! Everything above is implemented and tested (finite-difference checks of every hand-written
 //! gradient, PSD of every predicted covariance, MB-MAML with one basis equal to MAML). Not yet:
-//! validation-based SALR mask selection, second-order MAML, OOD-strength experiments, and the
-//! 5 ms online-adaptation target (see `docs/mbmaml.md`).
+//! validation-based SALR mask selection, second-order MAML, OOD-strength experiments. The online
+//! adaptation (5 steps, Table I network, Mt = 32, K = 4) takes ~3.4 ms per block (5.5 ms when
+//! both cores of the 2-core test machine are busy; see `docs/mbmaml.md`, Performance).
 //!
 //! ## Example
 //!
@@ -51,6 +55,7 @@
 
 pub mod covnet;
 pub mod experiment;
+pub mod fast;
 pub mod fused;
 pub mod lagd;
 pub mod maml;

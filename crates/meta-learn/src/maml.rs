@@ -24,6 +24,7 @@ use candle_core::Tensor;
 
 use crate::MetaLearnError;
 use crate::covnet::{CovNet, LossKind, Params, TaskTensors, combine, sgd_step};
+use crate::fast::{FastNet, FastTask, FastWorkspace, sgd_support_steps};
 
 /// Hyper-parameters of MB-MAML (defaults: Table I of the paper).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
@@ -91,12 +92,22 @@ pub enum BasisSelection {
     Interpolate,
 }
 
-/// Adam moments for one parameter list (β₁ = 0.9, β₂ = 0.999, ε = 1e-8, bias-corrected).
+/// Adam moments for one parameter list (β₁ = 0.9, β₂ = 0.999, ε = 1e-8, bias-corrected), kept
+/// as flat `f64` vectors in the parameter layout (the arithmetic is candle's elementwise
+/// `affine` form, `x·a + b`, so the numbers do not depend on the representation).
 #[derive(Clone, Debug)]
 pub struct AdamState {
-    m: Params,
-    v: Params,
+    m: Vec<f64>,
+    v: Vec<f64>,
     t: i32,
+}
+
+fn flat_values(params: &[Tensor]) -> Result<Vec<f64>, MetaLearnError> {
+    let mut out = Vec::new();
+    for t in params {
+        out.extend(t.flatten_all()?.to_vec1::<f64>()?);
+    }
+    Ok(out)
 }
 
 impl AdamState {
@@ -105,29 +116,56 @@ impl AdamState {
     /// # Errors
     /// candle failures.
     pub fn new(params: &[Tensor]) -> Result<Self, MetaLearnError> {
-        let z: Params = params.iter().map(Tensor::zeros_like).collect::<Result<_, _>>()?;
-        Ok(Self { m: z.clone(), v: z, t: 0 })
+        let n: usize = params.iter().map(Tensor::elem_count).sum();
+        Ok(Self { m: vec![0.0; n], v: vec![0.0; n], t: 0 })
     }
 
     /// One Adam step of `params` along `grads` with learning rate `lr`.
     ///
     /// # Errors
-    /// Shape mismatches.
+    /// Shape mismatches, non-`f64` tensors.
     pub fn step(&mut self, params: &[Tensor], grads: &[Tensor], lr: f64) -> Result<Params, MetaLearnError> {
+        let mut theta = flat_values(params)?;
+        let g = flat_values(grads)?;
+        self.step_flat(&mut theta, &g, lr)?;
+        let mut out = Vec::with_capacity(params.len());
+        let mut o = 0;
+        for p in params {
+            let n = p.elem_count();
+            out.push(Tensor::from_vec(theta[o..o + n].to_vec(), p.shape(), p.device())?);
+            o += n;
+        }
+        Ok(out)
+    }
+
+    /// [`AdamState::step`] on flat vectors (`theta` updated in place).
+    ///
+    /// # Errors
+    /// Lengths that do not match the moments.
+    pub fn step_flat(&mut self, theta: &mut [f64], grads: &[f64], lr: f64) -> Result<(), MetaLearnError> {
+        if theta.len() != self.m.len() || grads.len() != self.m.len() {
+            return Err(MetaLearnError::InvalidInput(format!(
+                "Adam state has {} values, got {} parameters and {} gradients",
+                self.m.len(),
+                theta.len(),
+                grads.len()
+            )));
+        }
         let (b1, b2, eps) = (0.9, 0.999, 1e-8);
         self.t += 1;
         let c1 = 1.0 - f64::powi(b1, self.t);
         let c2 = 1.0 - f64::powi(b2, self.t);
-        let mut out = Vec::with_capacity(params.len());
-        for i in 0..params.len() {
-            self.m[i] = ((&self.m[i] * b1)? + (&grads[i] * (1.0 - b1))?)?;
-            self.v[i] = ((&self.v[i] * b2)? + (grads[i].sqr()? * (1.0 - b2))?)?;
-            let m_hat = (&self.m[i] / c1)?;
-            let v_hat = (&self.v[i] / c2)?;
-            let upd = (m_hat / (v_hat.sqrt()? + eps)?)?;
-            out.push((&params[i] - (upd * lr)?)?);
+        let (ic1, ic2) = (1.0 / c1, 1.0 / c2);
+        for (((p, g), m), v) in theta.iter_mut().zip(grads).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+            // Written as candle's affine ops (x·a + 0) so that the tensor and flat forms agree.
+            *m = (*m * b1 + 0.0) + (g * (1.0 - b1) + 0.0);
+            *v = (*v * b2 + 0.0) + ((g * g) * (1.0 - b2) + 0.0);
+            let m_hat = *m * ic1 + 0.0;
+            let v_hat = *v * ic2 + 0.0;
+            let upd = m_hat / (v_hat.sqrt() * 1.0 + eps);
+            *p -= upd * lr + 0.0;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -143,6 +181,14 @@ pub fn inner_adapt(
     n_steps: usize,
     lr: f64,
 ) -> Result<(Params, Vec<f64>), MetaLearnError> {
+    if net.config().fast_grad {
+        let fast = FastNet::new(net)?;
+        let ft = fast.task(task)?;
+        let mut theta = fast.flatten(start)?;
+        let mut ws = FastWorkspace::default();
+        let trace = sgd_support_steps(&fast, &mut ws, &mut theta, &ft, n_steps, lr)?;
+        return Ok((fast.unflatten(&theta)?, trace));
+    }
     let mut theta = start.clone();
     let mut trace = Vec::with_capacity(n_steps);
     for _ in 0..n_steps {
@@ -161,6 +207,9 @@ fn task_meta_gradient(
     task: &TaskTensors,
     config: &MbMamlConfig,
 ) -> Result<(Params, f64), MetaLearnError> {
+    if net.config().fast_grad {
+        return task_meta_gradient_fast(net, start, task, config);
+    }
     let mut theta = start.clone();
     let mut acc: Option<Params> = None;
     let mut q_sum = 0.0;
@@ -186,6 +235,53 @@ fn task_meta_gradient(
     let scale = 1.0 / n_q as f64;
     let g = acc.unwrap_or_default().iter().map(|x| Ok((x * scale)?)).collect::<Result<_, MetaLearnError>>()?;
     Ok((g, q_sum / n_q as f64))
+}
+
+/// [`task_meta_gradient`] in plain `f64` ([`crate::fast`]); same operations in the same order.
+fn task_meta_gradient_fast(
+    net: &CovNet,
+    start: &Params,
+    task: &TaskTensors,
+    config: &MbMamlConfig,
+) -> Result<(Params, f64), MetaLearnError> {
+    let fast = FastNet::new(net)?;
+    let ft = fast.task(task)?;
+    let theta = fast.flatten(start)?;
+    let (g, q) = meta_gradient_flat(&fast, &ft, theta, config, &mut FastWorkspace::default())?;
+    Ok((fast.unflatten(&g)?, q))
+}
+
+/// First-order query gradient `Σ_i γ_i ∇q(θ*_i)` and the mean query loss, all in flat `f64`.
+fn meta_gradient_flat(
+    fast: &FastNet,
+    ft: &FastTask,
+    mut theta: Vec<f64>,
+    config: &MbMamlConfig,
+    ws: &mut FastWorkspace,
+) -> Result<(Vec<f64>, f64), MetaLearnError> {
+    let mut gq = Vec::new();
+    let mut acc = vec![0.0; fast.n_params()];
+    let mut q_sum = 0.0;
+    let mut n_q = 0usize;
+    for i in 0..config.n_inner_steps {
+        fast.sgd_step(ws, &mut theta, ft, LossKind::Support, config.inner_lr)?;
+        if config.query_every_step || i + 1 == config.n_inner_steps {
+            q_sum += fast.loss_and_grad(ws, &theta, ft, LossKind::Query, &mut gq)?;
+            n_q += 1;
+            for (a, d) in acc.iter_mut().zip(&gq) {
+                *a += d;
+            }
+        }
+    }
+    if n_q == 0 {
+        let q = fast.loss_and_grad(ws, &theta, ft, LossKind::Query, &mut gq)?;
+        return Ok((gq, q));
+    }
+    let scale = 1.0 / n_q as f64;
+    for a in &mut acc {
+        *a *= scale;
+    }
+    Ok((acc, q_sum / n_q as f64))
 }
 
 /// Plain first-order MAML meta-step (the reference MB-MAML reduces to for `M = 1`): from `theta`,
@@ -307,6 +403,12 @@ impl MbMaml {
     /// # Errors
     /// Loss failures.
     pub fn basis_losses(&self, net: &CovNet, task: &TaskTensors) -> Result<Vec<f64>, MetaLearnError> {
+        if net.config().fast_grad {
+            let fast = FastNet::new(net)?;
+            let ft = fast.task(task)?;
+            let mut ws = FastWorkspace::default();
+            return self.bases.iter().map(|b| fast.loss_tensors(&mut ws, b, &ft, LossKind::Support)).collect();
+        }
         self.bases.iter().map(|b| Ok(net.loss(b, task, LossKind::Support)?.to_scalar::<f64>()?)).collect()
     }
 
@@ -319,6 +421,9 @@ impl MbMaml {
             return Err(MetaLearnError::InvalidInput("meta-step needs at least one task".into()));
         }
         let _span = tracing::debug_span!("mbmaml_meta_step", n_tasks = tasks.len()).entered();
+        if net.config().fast_grad {
+            return self.meta_step_fast(net, tasks);
+        }
         let n_bases = self.bases.len();
         let mut acc: Vec<Option<Params>> = vec![None; n_bases];
         let mut mean_selection = vec![0.0; n_bases];
@@ -371,6 +476,66 @@ impl MbMaml {
         Ok(MetaStepReport { mean_query_loss: q_mean, mean_selection })
     }
 
+    /// [`MbMaml::meta_step`] with the selection, interpolation, task gradients and their
+    /// accumulation in flat `f64` ([`crate::fast`]); the same operations in the same order (so
+    /// `M = 1` still equals [`maml_meta_step`] bit for bit), Adam stays on the tensors.
+    fn meta_step_fast(&mut self, net: &CovNet, tasks: &[TaskTensors]) -> Result<MetaStepReport, MetaLearnError> {
+        let fast = FastNet::new(net)?;
+        let n_bases = self.bases.len();
+        let flat: Vec<Vec<f64>> = self.bases.iter().map(|b| fast.flatten(b)).collect::<Result<_, _>>()?;
+        let mut ws = FastWorkspace::default();
+        let mut acc = vec![vec![0.0; fast.n_params()]; n_bases];
+        let mut mean_selection = vec![0.0; n_bases];
+        let mut q_mean = 0.0;
+        for task in tasks {
+            let ft = fast.task(task)?;
+            let losses: Vec<f64> =
+                flat.iter().map(|b| fast.loss(&mut ws, b, &ft, LossKind::Support)).collect::<Result<_, _>>()?;
+            let sigma = selection_weights(&losses, self.config.temperature);
+            let mut start: Vec<f64> = flat[0].iter().map(|x| x * sigma[0]).collect();
+            for (b, &c) in flat.iter().zip(&sigma).skip(1) {
+                for (s, x) in start.iter_mut().zip(b) {
+                    *s += x * c;
+                }
+            }
+            let (g, q) = meta_gradient_flat(&fast, &ft, start, &self.config, &mut ws)?;
+            q_mean += q / tasks.len() as f64;
+            for m in 0..n_bases {
+                mean_selection[m] += sigma[m] / tasks.len() as f64;
+                let s = sigma[m];
+                for (a, d) in acc[m].iter_mut().zip(&g) {
+                    *a += d * s;
+                }
+            }
+        }
+        let inv_b = 1.0 / tasks.len() as f64;
+        for m in 0..n_bases {
+            for a in acc[m].iter_mut() {
+                *a *= inv_b;
+            }
+            if n_bases > 1 && self.config.lambda_reg > 0.0 {
+                let c = self.config.lambda_reg / (n_bases - 1) as f64;
+                for other in (0..n_bases).filter(|&o| o != m) {
+                    let d: f64 = flat[m].iter().zip(&flat[other]).map(|(x, y)| x * y).sum();
+                    let sign = d.signum() * c;
+                    for (g, t) in acc[m].iter_mut().zip(&flat[other]) {
+                        *g += t * sign;
+                    }
+                }
+            }
+        }
+        let mut new_bases = Vec::with_capacity(n_bases);
+        for (m, (mut theta, grad)) in flat.into_iter().zip(&acc).enumerate() {
+            self.adam[m].step_flat(&mut theta, grad, self.config.meta_lr)?;
+            new_bases.push(fast.unflatten(&theta)?);
+        }
+        self.bases = new_bases;
+        if !q_mean.is_finite() {
+            return Err(MetaLearnError::NonFinite(format!("meta-step query loss {q_mean}")));
+        }
+        Ok(MetaStepReport { mean_query_loss: q_mean, mean_selection })
+    }
+
     /// Online adaptation to one block (spec §6): basis selection on the support loss, then
     /// `n_steps` SGD steps with learning rate `lr` (the bases are not changed).
     ///
@@ -384,26 +549,61 @@ impl MbMaml {
         lr: f64,
         selection: BasisSelection,
     ) -> Result<Adapted, MetaLearnError> {
+        if net.config().fast_grad {
+            return self.adapt_fast(net, task, n_steps, lr, selection);
+        }
         let (start, weights) = if self.bases.len() == 1 {
             (self.bases[0].clone(), vec![1.0])
         } else {
             let losses = self.basis_losses(net, task)?;
-            match selection {
-                BasisSelection::Argmin => {
-                    let best = losses.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
-                    let mut w = vec![0.0; losses.len()];
-                    w[best] = 1.0;
-                    (self.bases[best].clone(), w)
-                }
-                BasisSelection::Interpolate => {
-                    let w = selection_weights(&losses, self.config.temperature);
-                    let refs: Vec<&Params> = self.bases.iter().collect();
-                    (combine(&refs, &w)?, w)
-                }
-            }
+            self.select(&losses, selection)?
         };
         let (params, support_trace) = inner_adapt(net, &start, task, n_steps, lr)?;
         Ok(Adapted { params, selection: weights, support_trace })
+    }
+
+    fn select(&self, losses: &[f64], selection: BasisSelection) -> Result<(Params, Vec<f64>), MetaLearnError> {
+        Ok(match selection {
+            BasisSelection::Argmin => {
+                let best = losses.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
+                let mut w = vec![0.0; losses.len()];
+                w[best] = 1.0;
+                (self.bases[best].clone(), w)
+            }
+            BasisSelection::Interpolate => {
+                let w = selection_weights(losses, self.config.temperature);
+                let refs: Vec<&Params> = self.bases.iter().collect();
+                (combine(&refs, &w)?, w)
+            }
+        })
+    }
+
+    /// [`MbMaml::adapt`] through [`crate::fast`]: one conversion of the block, the basis losses
+    /// read from the tensors in place, all steps in one reused workspace.
+    fn adapt_fast(
+        &self,
+        net: &CovNet,
+        task: &TaskTensors,
+        n_steps: usize,
+        lr: f64,
+        selection: BasisSelection,
+    ) -> Result<Adapted, MetaLearnError> {
+        let fast = FastNet::new(net)?;
+        let ft = fast.task(task)?;
+        let mut ws = FastWorkspace::default();
+        let (start, weights) = if self.bases.len() == 1 {
+            (self.bases[0].clone(), vec![1.0])
+        } else {
+            let losses: Vec<f64> = self
+                .bases
+                .iter()
+                .map(|b| fast.loss_tensors(&mut ws, b, &ft, LossKind::Support))
+                .collect::<Result<_, _>>()?;
+            self.select(&losses, selection)?
+        };
+        let mut theta = fast.flatten(&start)?;
+        let support_trace = sgd_support_steps(&fast, &mut ws, &mut theta, &ft, n_steps, lr)?;
+        Ok(Adapted { params: fast.unflatten(&theta)?, selection: weights, support_trace })
     }
 }
 
@@ -453,6 +653,37 @@ mod tests {
         // The meta-steps moved the parameters.
         let theta0 = net.init_params(&mut ChaCha8Rng::seed_from_u64(5)).unwrap();
         assert_ne!(flat(&theta0), flat(&theta));
+    }
+
+    /// Adam's first step moves every parameter by `lr · sign(g)` (bias correction), the second
+    /// by the ratio of the corrected moments; the tensor and flat forms agree bit for bit.
+    #[test]
+    fn adam_steps_follow_the_closed_form() {
+        let dev = Device::Cpu;
+        let p = vec![Tensor::new(&[1.0f64, -2.0], &dev).unwrap(), Tensor::new(&[[0.5f64]], &dev).unwrap()];
+        let g = vec![Tensor::new(&[0.5f64, -3.0], &dev).unwrap(), Tensor::new(&[[1e-3f64]], &dev).unwrap()];
+        let mut adam = AdamState::new(&p).unwrap();
+        let q = adam.step(&p, &g, 0.1).unwrap();
+        let fq = flat(&q);
+        for (x, y) in fq.iter().zip([0.9, -1.9, 0.4]) {
+            assert!((x - y).abs() < 1e-6, "{fq:?}");
+        }
+        assert_eq!(q[1].dims(), &[1, 1]);
+        // Second step with g2: m̂ = (0.09 g1 + 0.1 g2)/0.19, v̂ = (0.000999 g1² + 0.001 g2²)/0.001999.
+        let g2 = [1.5f64, 1.0, 0.0];
+        let g2t = vec![Tensor::new(&[1.5f64, 1.0], &dev).unwrap(), Tensor::new(&[[0.0f64]], &dev).unwrap()];
+        let mut flat_adam = adam.clone();
+        let r = flat(&adam.step(&q, &g2t, 0.1).unwrap());
+        let mut theta = fq.clone();
+        flat_adam.step_flat(&mut theta, &g2, 0.1).unwrap();
+        assert!(r.iter().zip(&theta).all(|(a, b)| a.to_bits() == b.to_bits()));
+        for (i, g1) in [0.5f64, -3.0, 1e-3].into_iter().enumerate() {
+            let m = (0.09 * g1 + 0.1 * g2[i]) / 0.19;
+            let v = (0.000999 * g1 * g1 + 0.001 * g2[i] * g2[i]) / 0.001999;
+            let expected = fq[i] - 0.1 * m / (v.sqrt() + 1e-8);
+            assert!((r[i] - expected).abs() < 1e-9, "{i}: {} vs {expected}", r[i]);
+        }
+        assert!(flat_adam.step_flat(&mut theta[..2].to_vec(), &g2[..2], 0.1).is_err());
     }
 
     #[test]
