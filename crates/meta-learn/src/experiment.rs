@@ -23,7 +23,8 @@
 //! - [`MbMamlFigure::Bases`] (Fig 7): one model per `M` of `bases_sweep` (`M = 1` is MAML),
 //!   WSR after adaptation in distribution (`ID`), with a new error subspace `Q'`
 //!   (`OOD-spatial`) and with log-normal (σ = 1.5) instead of ex-Gaussian eigenvalues
-//!   (`OOD-strength`), metric `wsr_vs_bases`.
+//!   (`OOD-strength`), metric `wsr_vs_bases`; the OOD gap (mean ID WSR minus the OOD WSR) per
+//!   OOD series as metric `ood_gap` (MB-MAML should narrow it relative to MAML, `M = 1`).
 //!
 //! The default `figures` are the first three (the quick profile); Figs 6 and 7 train one model
 //! per point and are opt-in.
@@ -130,6 +131,10 @@ pub struct MbMamlExperimentParams {
     pub bases_head: CovHead,
     /// Average the support loss over the samples instead of summing it (default `false`).
     pub support_mean: bool,
+    /// Losses and gradients of meta-training and adaptation through the hand-written `f64`
+    /// path ([`crate::fast`], default `true`) instead of candle's autograd (same numbers to
+    /// round-off, ~3× faster per gradient).
+    pub fast_grad: bool,
     /// Random SALR masks tried per sparse head in Fig 6, the best on validation blocks kept
     /// (paper: ~5; default 1 = the mask of seed 0).
     pub mask_candidates: usize,
@@ -170,6 +175,7 @@ impl Default for MbMamlExperimentParams {
             bases_head: CovHead::Salr { rank: 2, density: 0.0 },
             mask_candidates: 1,
             support_mean: false,
+            fast_grad: true,
         }
     }
 }
@@ -229,6 +235,7 @@ fn net_config(p: &MbMamlExperimentParams, head: CovHead) -> CovNetConfig {
         mask_seed: 0,
         fused: true,
         support_mean: p.support_mean,
+        fast_grad: p.fast_grad,
     }
 }
 
@@ -275,7 +282,7 @@ fn h_true(b: &Block) -> Vec<Array1<c64>> {
 }
 
 fn true_wsr_of(net: &CovNet, params: &Params, b: &Block) -> Result<f64, MetaLearnError> {
-    let v = net.precoder(params, &b.task)?.to_array()?;
+    let v = net.precoder_array(params, &b.task)?;
     wsr(&h_true(b), &v, &b.sys)
 }
 
@@ -481,6 +488,7 @@ impl MbMamlExperiment {
                     let mut rng = ChaCha8Rng::seed_from_u64(beamlab_core::derive_seed(seed, &[5, n_bases as u64]));
                     let cfg = MbMamlConfig { n_bases, ..p.meta };
                     let model = train(p, &net, &sampler, cfg, &mut rng, &fixed_snr, |_, _| Ok(()))?;
+                    let mut id_mean = 0.0;
                     for (label, test) in
                         [("ID", &id_test), ("OOD-spatial", &ood_test), ("OOD-strength", &strength_test)]
                     {
@@ -489,6 +497,14 @@ impl MbMamlExperiment {
                             .map(|b| adapted_wsr(p, &net, &model, b, p.max_adaptation_steps))
                             .collect::<Result<_, _>>()?;
                         rows.push(CurveRow::summarise(label, "wsr_vs_bases", n_bases as f64, &v));
+                        if label == "ID" {
+                            id_mean = v.iter().sum::<f64>() / v.len() as f64;
+                        } else {
+                            // OOD gap = mean ID WSR − OOD WSR (different test sets: the spread
+                            // reported is the OOD set's).
+                            let gap: Vec<f64> = v.iter().map(|w| id_mean - w).collect();
+                            rows.push(CurveRow::summarise(label, "ood_gap", n_bases as f64, &gap));
+                        }
                     }
                 }
             }
@@ -606,7 +622,8 @@ mod tests {
         assert_eq!(exp.n_units(), 5);
         for unit in 0..5 {
             let a = exp.run_unit(unit, 11).unwrap();
-            assert!(!a.is_empty() && a.iter().all(|r| r.mean.is_finite() && r.mean >= 0.0), "{a:?}");
+            assert!(!a.is_empty() && a.iter().all(|r| r.mean.is_finite()), "{a:?}");
+            assert!(a.iter().all(|r| r.metric == "ood_gap" || r.mean >= 0.0), "{a:?}");
             if unit == 0 {
                 let b = exp.run_unit(unit, 11).unwrap();
                 assert_eq!(a, b);
@@ -619,8 +636,18 @@ mod tests {
                 assert_eq!(a.len(), 3 + 2);
                 assert!(a.iter().any(|r| r.metric == "wsr_vs_outputs" && r.x == 16.0));
             } else {
-                assert_eq!(a.len(), 2 * 3);
+                // 3 WSR series + 2 OOD gaps per number of bases.
+                assert_eq!(a.len(), 2 * (3 + 2));
                 assert!(a.iter().any(|r| r.series == "OOD-strength"));
+                let get = |series: &str, metric: &str, x: f64| {
+                    a.iter().find(|r| r.series == series && r.metric == metric && r.x == x).map(|r| r.mean).unwrap()
+                };
+                for x in [1.0, 2.0] {
+                    for ood in ["OOD-spatial", "OOD-strength"] {
+                        let gap = get("ID", "wsr_vs_bases", x) - get(ood, "wsr_vs_bases", x);
+                        assert!((get(ood, "ood_gap", x) - gap).abs() <= 1e-12 * gap.abs().max(1.0));
+                    }
+                }
             }
         }
         assert!(exp.run_unit(5, 0).is_err());
