@@ -15,11 +15,17 @@
 //!    set to the nominal outage; powers above `P_max` are scaled down (projection (33));
 //! 2. `U-G-HBF-GCN`: the unrolled network, annealing loss;
 //! 3. `U-G-HBF-FCN`: the same with `J = 0`;
-//! 4. `U-G-HBF-GCN-quantile`: the GCN with the quantile loss.
+//! 4. `U-G-HBF-GCN-quantile`: the GCN with the quantile loss;
+//! 5. `U-FDBF-GCN`: the fully digital version (`A = I_N`, paper §5.1.3), annealing loss;
+//! 6. `FDBF-perf`: fully digital QoS power minimisation on the true channel (the fully digital
+//!    power lower bound, zero outage);
+//! 7. `FDBF-marg`: the same on the estimate with targets `γ Δ_g`, margins bisected like unit 1.
 //!
 //! Learned units also return their validation trace (`val_metric`, `val_power`, `val_outage` at
-//! `x = step`), the data of the annealing-versus-quantile comparison (spec §7 item 4), and the
-//! margin unit returns `margin_db` per group.
+//! `x = step`, and per group `val_dual_g{g}` (the dual `μ_g`) and `val_outage_g{g}`), the data of
+//! the annealing-versus-quantile comparison (spec §7 item 4); the margin units return `margin_db`
+//! per group. Learned and margin units also return `val_power_group` / `val_outage_group` at
+//! `x = group`: validation numbers at the restored step / the bisected margins.
 
 use beamlab_core::CoreError;
 use beamlab_core::experiment::{CurveRow, FamilyExperiment};
@@ -32,9 +38,9 @@ use crate::data::{Instance, Scenario, draw_instance, pilot_groups};
 use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, rank_one_covariances, snr_init};
 use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
-use crate::qos::QosOptions;
-use crate::train::{ConstraintLoss, EvalStats, TrainParams, Trainer, evaluate_designs};
-use crate::unroll::UnrollSettings;
+use crate::qos::{QosOptions, QosSystem, solve_qos};
+use crate::train::{ConstraintLoss, DualSignal, EvalStats, TrainParams, Trainer, evaluate_designs};
+use crate::unroll::{Architecture, UnrollSettings};
 
 /// Parameters of the Table 2 experiment. Defaults are the quick profile (≈ 1–3 min on 2 cores);
 /// the CPU-scale profile of spec §7 is documented in docs/gnn-unroll.md.
@@ -73,8 +79,13 @@ pub struct OutageTableParams {
     pub margin_max_db: f64,
     /// Network architecture (the FCN unit sets `filter_order = 0`).
     pub gcn: GcnConfig,
-    /// Training hyper-parameters (the quantile unit replaces `loss`; `epsilon` is overridden).
+    /// Training hyper-parameters (the quantile unit replaces `loss` and `dual_signal`; `epsilon`
+    /// is overridden).
     pub train: TrainParams,
+    /// Dual signal of the quantile unit (default the quantile constraint itself, `δ_g = −q̂_ε`:
+    /// with the exact batch outage the quantile-trained model over-fits the batch, see
+    /// docs/gnn-unroll.md).
+    pub quantile_dual_signal: DualSignal,
 }
 
 impl Default for OutageTableParams {
@@ -97,12 +108,23 @@ impl Default for OutageTableParams {
             margin_max_db: 15.0,
             gcn: GcnConfig::default(),
             train: TrainParams { n_steps: 60, batch_size: 16, eval_every: 10, ..TrainParams::default() },
+            quantile_dual_signal: DualSignal::Surrogate,
         }
     }
 }
 
-/// Method names of the units, in unit order.
-pub const METHODS: [&str; 5] = ["G-HBF-perf", "G-HBF-marg", "U-G-HBF-GCN", "U-G-HBF-FCN", "U-G-HBF-GCN-quantile"];
+/// Method names of the units, in unit order (units 5–7 are the fully digital ones, appended so the
+/// hybrid units keep their indices).
+pub const METHODS: [&str; 8] = [
+    "G-HBF-perf",
+    "G-HBF-marg",
+    "U-G-HBF-GCN",
+    "U-G-HBF-FCN",
+    "U-G-HBF-GCN-quantile",
+    "U-FDBF-GCN",
+    "FDBF-perf",
+    "FDBF-marg",
+];
 
 /// The experiment built from [`OutageTableParams`].
 #[derive(Clone, Debug)]
@@ -190,6 +212,71 @@ impl OutageTable {
         }
     }
 
+    /// Fully digital design (`A = I_N`, `Φ = I_N`) on covariances of the true channel or the
+    /// estimate with targets `γ·margin`; powers above the budget are scaled down when `project`,
+    /// otherwise such instances are infeasible. Returns `(power, true SINRs)`.
+    fn digital_design(
+        &self,
+        inst: &Instance,
+        use_truth: bool,
+        margin: f64,
+        project: bool,
+    ) -> Result<Option<(f64, Vec<f64>)>, Error> {
+        let p_max = self.params.power_budget;
+        let r = rank_one_covariances(if use_truth { &inst.h } else { &inst.h_est });
+        let n = r.first().map_or(0, |x| x.nrows());
+        let targets: Vec<f64> = inst.targets.iter().map(|g| g * margin).collect();
+        let sys = QosSystem::new(r.clone(), r, ndarray::Array2::eye(n), targets)?;
+        match solve_qos(&sys, &QosOptions::default(), None) {
+            Ok(sol) => {
+                let total = sol.weighted_power();
+                if !project && total > p_max {
+                    return Ok(None);
+                }
+                let s = (p_max / total).min(1.0);
+                let mut w = sol.beams.clone();
+                for (mut col, p) in w.columns_mut().into_iter().zip(&sol.powers) {
+                    col.mapv_inplace(|z| z * (s * p).sqrt());
+                }
+                Ok(Some((total * s, sinrs(w.view(), &inst.h)?)))
+            }
+            Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Per-group margins bisected on the validation set for `design(inst, margin)` (projected
+    /// designs on the estimate), with `margin_db` rows and the validation rows at the margins.
+    fn calibrated_margins<F>(
+        &self,
+        method: &str,
+        val: &[Instance],
+        design: F,
+    ) -> Result<(Vec<f64>, Vec<CurveRow>), Error>
+    where
+        F: Fn(&Instance, f64) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
+    {
+        let (n_groups, p_max, eps) = (self.groups.len(), self.params.power_budget, self.params.epsilon);
+        let mut margins = Vec::with_capacity(n_groups);
+        let mut rows = Vec::new();
+        for g in 0..n_groups {
+            let members: Vec<Instance> = val.iter().filter(|i| i.group == g).cloned().collect();
+            let margin = calibrate_margin(
+                |m| Ok(evaluate_designs(&members, n_groups, p_max, |i| design(i, m))?.outage[g]),
+                eps,
+                0.0,
+                self.params.margin_max_db,
+                self.params.margin_steps,
+            )?;
+            rows.push(CurveRow::single(method, "margin_db", g as f64, 10.0 * margin.log10()));
+            margins.push(margin);
+        }
+        let margin_of = |i: &Instance| margins[i.group.min(n_groups - 1)];
+        let val_stats = evaluate_designs(val, n_groups, p_max, |i| design(i, margin_of(i)))?;
+        rows.extend(self.val_rows(method, &val_stats));
+        Ok((margins, rows))
+    }
+
     /// Draws `n` instances cycling through the groups, redrawing those infeasible under perfect CSI.
     fn dataset(&self, n: usize, stream: u64) -> Result<Vec<Instance>, Error> {
         let mut rng = ChaCha8Rng::seed_from_u64(beamlab_core::derive_seed(self.params.data_seed, &[stream]));
@@ -228,6 +315,17 @@ impl OutageTable {
         rows
     }
 
+    /// Validation-set rows `val_power_group` / `val_outage_group` at `x = group` (the numbers the
+    /// defaults are chosen on; the test rows are only reported).
+    fn val_rows(&self, method: &str, stats: &EvalStats) -> Vec<CurveRow> {
+        let mut rows = Vec::new();
+        for (g, (o, p)) in stats.outage.iter().zip(&stats.power).enumerate() {
+            rows.push(CurveRow::single(method, "val_power_group", g as f64, *p));
+            rows.push(CurveRow::single(method, "val_outage_group", g as f64, *o));
+        }
+        rows
+    }
+
     fn run(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, Error> {
         let method = METHODS.get(unit).ok_or_else(|| Error::InvalidInput(format!("no unit {unit}")))?;
         let _span = tracing::info_span!("outage_table_unit", method).entered();
@@ -238,31 +336,24 @@ impl OutageTable {
                 let stats = evaluate_designs(&test, n_groups, p_max, |i| self.greedy_design(i, true, 1.0, false))?;
                 Ok(self.table_rows(method, &stats))
             }
-            1 => {
+            1 | 7 => {
                 let val = self.dataset(self.params.n_val, 1)?;
-                let mut margins = Vec::with_capacity(n_groups);
-                let mut rows = Vec::new();
-                for g in 0..n_groups {
-                    let members: Vec<Instance> = val.iter().filter(|i| i.group == g).cloned().collect();
-                    let margin = calibrate_margin(
-                        |m| {
-                            let st =
-                                evaluate_designs(&members, n_groups, p_max, |i| self.greedy_design(i, false, m, true))?;
-                            Ok(st.outage[g])
-                        },
-                        eps,
-                        0.0,
-                        self.params.margin_max_db,
-                        self.params.margin_steps,
-                    )?;
-                    rows.push(CurveRow::single(method, "margin_db", g as f64, 10.0 * margin.log10()));
-                    margins.push(margin);
-                }
-                let stats = evaluate_designs(&test, n_groups, p_max, |i| {
-                    self.greedy_design(i, false, margins[i.group.min(n_groups - 1)], true)
-                })?;
+                let design = |i: &Instance, m: f64| {
+                    if unit == 1 {
+                        self.greedy_design(i, false, m, true)
+                    } else {
+                        self.digital_design(i, false, m, true)
+                    }
+                };
+                let (margins, mut rows) = self.calibrated_margins(method, &val, design)?;
+                let stats =
+                    evaluate_designs(&test, n_groups, p_max, |i| design(i, margins[i.group.min(n_groups - 1)]))?;
                 rows.extend(self.table_rows(method, &stats));
                 Ok(rows)
+            }
+            6 => {
+                let stats = evaluate_designs(&test, n_groups, p_max, |i| self.digital_design(i, true, 1.0, false))?;
+                Ok(self.table_rows(method, &stats))
             }
             _ => {
                 let train = self.dataset(self.params.n_train, 0)?;
@@ -272,9 +363,15 @@ impl OutageTable {
                 } else {
                     self.params.gcn.clone()
                 };
-                let loss = if unit == 4 { ConstraintLoss::Quantile } else { self.params.train.loss.clone() };
-                let tp = TrainParams { epsilon: eps, loss, ..self.params.train.clone() };
-                let mut trainer = Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?;
+                let (loss, dual_signal) = if unit == 4 {
+                    (ConstraintLoss::Quantile, self.params.quantile_dual_signal)
+                } else {
+                    (self.params.train.loss.clone(), self.params.train.dual_signal)
+                };
+                let tp = TrainParams { epsilon: eps, loss, dual_signal, ..self.params.train.clone() };
+                let arch = if unit == 5 { Architecture::FullyDigital } else { Architecture::Hybrid };
+                let mut trainer =
+                    Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
                 let report = trainer.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed))?;
                 let mut rows = Vec::new();
                 for p in &report.points {
@@ -283,6 +380,13 @@ impl OutageTable {
                     rows.push(CurveRow::single(method, "val_power", x, p.stats.mean_power));
                     let o: Vec<f64> = p.stats.outage.iter().copied().filter(|o| o.is_finite()).collect();
                     rows.push(CurveRow::summarise(method, "val_outage", x, &o));
+                    for (g, (mu, og)) in p.duals.iter().zip(&p.stats.outage).enumerate() {
+                        rows.push(CurveRow::single(method, &format!("val_dual_g{g}"), x, *mu));
+                        rows.push(CurveRow::single(method, &format!("val_outage_g{g}"), x, *og));
+                    }
+                }
+                if let Some(best) = report.points.iter().find(|p| p.step == report.best_step) {
+                    rows.extend(self.val_rows(method, &best.stats));
                 }
                 rows.push(CurveRow::single(method, "best_step", -1.0, report.best_step as f64));
                 rows.push(CurveRow::single(method, "skipped_steps", -1.0, report.n_skipped as f64));
@@ -333,7 +437,7 @@ mod tests {
     #[test]
     fn every_unit_runs_and_perfect_csi_has_no_outage() {
         let exp = outage_table(tiny()).unwrap();
-        assert_eq!(exp.n_units(), 5);
+        assert_eq!(exp.n_units(), 8);
         let perf = exp.run_unit(0, 1).unwrap();
         let outage: Vec<_> = perf.iter().filter(|r| r.metric == "outage").collect();
         assert_eq!(outage.len(), 4);
@@ -345,6 +449,22 @@ mod tests {
         assert!(gcn.iter().any(|r| r.metric == "val_metric") && gcn.iter().any(|r| r.metric == "outage"));
         // Deterministic for a seed.
         assert_eq!(exp.run_unit(0, 1).unwrap(), perf);
+        // Fully digital units: the learned one runs; FDBF-perf has zero outage and never more
+        // power than G-HBF-perf on the same test instances (orthonormal codebook, module docs of
+        // `unroll::Architecture`); FDBF-marg calibrates margins.
+        let fd = exp.run_unit(5, 1).unwrap();
+        assert!(fd.iter().any(|r| r.metric == "val_dual_g0") && fd.iter().any(|r| r.metric == "outage"));
+        let fd_perf = exp.run_unit(6, 1).unwrap();
+        let pick = |rows: &[CurveRow], m: &str| -> Vec<f64> {
+            rows.iter().filter(|r| r.metric == m).map(|r| r.mean).collect()
+        };
+        assert!(pick(&fd_perf, "outage").iter().all(|o| *o == 0.0), "{fd_perf:?}");
+        for (d, h) in pick(&fd_perf, "power").iter().zip(pick(&perf, "power")) {
+            assert!(*d <= h * (1.0 + 1e-9), "FDBF-perf {d} > G-HBF-perf {h}");
+        }
+        let fd_marg = exp.run_unit(7, 1).unwrap();
+        assert_eq!(pick(&fd_marg, "margin_db").len(), 4);
+        assert_eq!(exp.unit_label(5), "U-FDBF-GCN");
     }
 
     #[test]
@@ -357,5 +477,8 @@ mod tests {
         assert_eq!((p.n_users, p.train.n_steps, p.gcn.width, p.n_rf), (4, 5, 8, 5));
         assert!(serde_json::from_str::<OutageTableParams>(r#"{"n_userz": 4}"#).is_err());
         assert!(serde_json::from_str::<OutageTableParams>(r#"{"train": {"loss": {"kind": "quantile"}}}"#).is_ok());
+        let q: OutageTableParams = serde_json::from_str(r#"{"quantile_dual_signal": "outage"}"#).unwrap();
+        assert_eq!(q.quantile_dual_signal, DualSignal::Outage);
+        assert_eq!(OutageTableParams::default().quantile_dual_signal, DualSignal::Surrogate);
     }
 }

@@ -12,14 +12,16 @@
 //!
 //! Primal step: AdamW on `∂L/∂θ` (through [`backward`] and the network) after
 //! AutoClip (the gradient norm is clipped to the `clip_percentile`-th percentile of all norms
-//! seen so far). Dual step: `μ_g ← clip(μ_g + η_μ ĝ_g, 0, μ_max)`. Instances whose forward pass
+//! seen so far). Dual step: `μ_g ← clip(μ_g + η_μ δ_g, 0, μ_max)` with `δ_g = ô_g − ε`, the exact
+//! empirical outage of the batch (default), or `δ_g = ĝ_g` ([`DualSignal`]). Instances whose forward pass
 //! fails (infeasible virtual problem) or yields non-finite values are masked (zero gradient). A step
 //! whose gradient is non-finite is skipped, and a step that leaves a non-finite parameter is rolled
 //! back, so training never produces non-finite parameters.
 //!
 //! Validation (54): `V = mean power + μ̄ Σ_g [ô_g − ε]_+` with the exact empirical outage `ô_g`;
-//! when `V` sets no new minimum for `decay_patience` validations the step sizes are multiplied by
-//! `decay_factor`, after `stop_patience` training stops; the best parameters are restored.
+//! when `V` sets no new minimum for `decay_patience` validations the primal learning rate (and the
+//! dual step if `decay_dual`) is multiplied by `decay_factor`, after `stop_patience` training stops;
+//! the best parameters are restored.
 
 use beamlab_candle_bridge::candle_core::{Tensor, Var};
 use beamlab_candle_bridge::candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -31,7 +33,7 @@ use rand::seq::SliceRandom;
 use crate::Error;
 use crate::data::Instance;
 use crate::model::{Gcn, GcnConfig, N_COEFFS, build, coefficients, fit_normalisation};
-use crate::unroll::{UnrollSettings, UnrolledOutput, backward, forward, forward_untraced, straight_through_gradient};
+use crate::unroll::{Architecture, UnrollSettings, UnrolledOutput, backward, forward_arch, straight_through_gradient};
 use rayon::prelude::*;
 
 /// The outage approximation of the constraint term.
@@ -53,6 +55,19 @@ pub enum ConstraintLoss {
     Quantile,
 }
 
+/// What drives the dual ascent step `μ_g ← clip(μ_g + η_μ δ_g, 0, μ_max)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DualSignal {
+    /// `δ_g = ĝ_g`, the batch value of the differentiable constraint (the annealing surrogate
+    /// (51) or the quantile (53)) — the original behaviour.
+    Surrogate,
+    /// `δ_g = ô_g − ε`, the exact empirical outage of the batch's group-`g` users minus the
+    /// nominal outage (an unbiased estimate of the constraint (10)); the default.
+    #[default]
+    Outage,
+}
+
 impl Default for ConstraintLoss {
     fn default() -> Self {
         Self::Annealing { kappa_init: 1.0, eta_kappa: 0.1, kappa_max: 10.0, scale: 2.0 }
@@ -71,7 +86,8 @@ pub struct TrainParams {
     pub lr: f64,
     /// Dual step size `η_μ`.
     pub lr_dual: f64,
-    /// Initial duals `μ_g`.
+    /// Initial duals `μ_g` (default 0.1; the power term is `P/P_max`, so useful duals are
+    /// well below 1, docs/gnn-unroll.md).
     pub mu_init: f64,
     /// Dual upper bound `μ_max`.
     pub mu_max: f64,
@@ -94,6 +110,11 @@ pub struct TrainParams {
     pub infeasible_penalty: f64,
     /// Constraint approximation.
     pub loss: ConstraintLoss,
+    /// Signal of the dual ascent step (default: the exact batch outage).
+    pub dual_signal: DualSignal,
+    /// Whether the step-size decay also shrinks the dual step `η_μ` (the original behaviour;
+    /// default `false`: only the primal learning rate decays, see docs/gnn-unroll.md).
+    pub decay_dual: bool,
 }
 
 impl Default for TrainParams {
@@ -103,7 +124,7 @@ impl Default for TrainParams {
             batch_size: 32,
             lr: 3e-3,
             lr_dual: 0.2,
-            mu_init: 1.0,
+            mu_init: 0.1,
             mu_max: 100.0,
             epsilon: 0.1,
             eval_every: 10,
@@ -114,7 +135,18 @@ impl Default for TrainParams {
             clip_percentile: 10.0,
             infeasible_penalty: 1.0,
             loss: ConstraintLoss::default(),
+            dual_signal: DualSignal::default(),
+            decay_dual: false,
         }
+    }
+}
+
+impl TrainParams {
+    /// The primal–dual schedule before the tuning recorded in docs/gnn-unroll.md: duals start
+    /// at `μ_0 = 1`, the dual step follows the surrogate `ĝ` and decays with the primal step.
+    #[must_use]
+    pub fn original_schedule(self) -> Self {
+        Self { dual_signal: DualSignal::Surrogate, decay_dual: true, mu_init: 1.0, ..self }
     }
 }
 
@@ -225,6 +257,10 @@ pub struct ValPoint {
     pub stats: EvalStats,
     /// Convergence metric `V`.
     pub metric: f64,
+    /// Duals `μ_g` at this point.
+    pub duals: Vec<f64>,
+    /// Annealing slopes `κ_g` at this point (0 for the quantile loss).
+    pub kappas: Vec<f64>,
 }
 
 /// What one primal–dual step did.
@@ -234,6 +270,8 @@ pub struct StepReport {
     pub loss: f64,
     /// Constraint estimates `ĝ_g` (`NaN` for groups absent from the batch).
     pub constraint: Vec<f64>,
+    /// Exact empirical outage `ô_g` of the batch's unmasked users (`NaN` for absent groups).
+    pub outage: Vec<f64>,
     /// Instances masked out (failed forward or non-finite values).
     pub n_masked: usize,
     /// Whether the primal update was skipped (non-finite gradient, nothing to learn from, or a
@@ -252,6 +290,8 @@ pub struct TrainReport {
     pub n_skipped: usize,
     /// Step of the best (restored) parameters.
     pub best_step: usize,
+    /// Step-size decays performed.
+    pub n_decays: usize,
 }
 
 /// The linearly interpolated empirical `eps`-quantile of `values` and its weights on the two
@@ -284,6 +324,7 @@ pub struct Trainer {
     kappa: Vec<f64>,
     grad_norms: Vec<f64>,
     lr_dual: f64,
+    architecture: Architecture,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -340,7 +381,22 @@ impl Trainer {
             params,
             n_groups,
             grad_norms: Vec::new(),
+            architecture: Architecture::Hybrid,
         })
+    }
+
+    /// The same trainer for another beamforming architecture (default [`Architecture::Hybrid`];
+    /// [`Architecture::FullyDigital`] is U-FDBF-GCN, which ignores the codebook settings).
+    #[must_use]
+    pub fn with_architecture(mut self, architecture: Architecture) -> Self {
+        self.architecture = architecture;
+        self
+    }
+
+    /// The beamforming architecture.
+    #[must_use]
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
     }
 
     /// The network.
@@ -361,6 +417,18 @@ impl Trainer {
         &self.mu
     }
 
+    /// Current dual step size `η_μ` (decayed only when `decay_dual`).
+    #[must_use]
+    pub fn dual_step_size(&self) -> f64 {
+        self.lr_dual
+    }
+
+    /// Current primal (AdamW) learning rate.
+    #[must_use]
+    pub fn learning_rate(&self) -> f64 {
+        self.opt.learning_rate()
+    }
+
     /// Current annealing slopes `κ_g` (0 for the quantile loss).
     #[must_use]
     pub fn kappas(&self) -> &[f64] {
@@ -373,7 +441,7 @@ impl Trainer {
     /// As [`forward`] and [`coefficients`].
     pub fn infer(&self, inst: &Instance) -> Result<UnrolledOutput, Error> {
         let (_, c) = coefficients(&self.model, inst)?;
-        forward_untraced(inst, &c, &self.settings)
+        forward_arch(self.architecture, inst, &c, &self.settings, false)
     }
 
     /// Validation statistics of the current network.
@@ -399,6 +467,7 @@ impl Trainer {
         // not depend on the thread count.
         let coeffs = batch.iter().map(|inst| coefficients(&self.model, inst)).collect::<Result<Vec<_>, _>>()?;
         let settings = &self.settings;
+        let arch = self.architecture;
         // `Err(true)`: the virtual problem is infeasible (recoverable); `Err(false)`: unusable data.
         let solved: Vec<Result<UnrolledOutput, bool>> = batch
             .par_iter()
@@ -407,7 +476,7 @@ impl Trainer {
                 if !c.iter().all(|x| x.is_finite()) {
                     return Err(false);
                 }
-                match forward(inst, c, settings) {
+                match forward_arch(arch, inst, c, settings, true) {
                     Ok(o) if o.margin_db.iter().all(|d| d.is_finite()) => Ok(o),
                     Err(Error::Infeasible { .. } | Error::Singular { .. }) => Err(true),
                     _ => Err(false),
@@ -424,6 +493,7 @@ impl Trainer {
         let mut grad_margin: Vec<Vec<f64>> = batch.iter().map(|inst| vec![0.0; inst.targets.len()]).collect();
         let mut constraint = vec![f64::NAN; self.n_groups];
         let mut quantiles = vec![f64::NAN; self.n_groups];
+        let mut outage = vec![f64::NAN; self.n_groups];
         for (g, cons) in constraint.iter_mut().enumerate() {
             let members: Vec<(usize, usize)> = (0..batch.len())
                 .filter(|&i| outs[i].is_some() && g_of(i) == g)
@@ -437,6 +507,12 @@ impl Trainer {
             let (q, weights) = quantile(&d, self.params.epsilon);
             quantiles[g] = q;
             let n = d.len() as f64;
+            // Same outage rule as `evaluate_designs`: SINR < γ (1 − 1e-9).
+            let n_out = members
+                .iter()
+                .filter(|&&(i, k)| outs[i].as_ref().is_some_and(|o| o.2.sinr[k] < batch[i].targets[k] * (1.0 - 1e-9)))
+                .count();
+            outage[g] = n_out as f64 / n;
             match self.params.loss {
                 ConstraintLoss::Annealing { .. } => {
                     let kappa = self.kappa[g];
@@ -472,7 +548,7 @@ impl Trainer {
                 let (_, _, out) = o.as_ref()?;
                 let back = backward(batch[i], out, &grad_margin[i], grad_power).ok()?;
                 let mut dc = back.coeffs;
-                if settings.softmin_sharpness > 0.0 {
+                if settings.softmin_sharpness > 0.0 && arch == Architecture::Hybrid {
                     dc += &straight_through_gradient(batch[i], out, &back.analog, settings).ok()?;
                 }
                 dc.iter().all(|x| x.is_finite()).then_some(dc)
@@ -541,13 +617,17 @@ impl Trainer {
             if !constraint[g].is_finite() {
                 continue;
             }
-            self.mu[g] = (self.mu[g] + self.lr_dual * constraint[g]).clamp(0.0, self.params.mu_max);
+            let signal = match self.params.dual_signal {
+                DualSignal::Surrogate => constraint[g],
+                DualSignal::Outage => outage[g] - self.params.epsilon,
+            };
+            self.mu[g] = (self.mu[g] + self.lr_dual * signal).clamp(0.0, self.params.mu_max);
             if let ConstraintLoss::Annealing { eta_kappa, kappa_max, scale, .. } = self.params.loss {
                 let target = if -quantiles[g] > 0.0 { (scale / -quantiles[g]).min(kappa_max) } else { kappa_max };
                 self.kappa[g] = (1.0 - eta_kappa) * self.kappa[g] + eta_kappa * target;
             }
         }
-        Ok(StepReport { loss, constraint, n_masked, skipped })
+        Ok(StepReport { loss, constraint, outage, n_masked, skipped })
     }
 
     /// Trains on `train` with validation on `val` (module docs); restores the best parameters.
@@ -567,9 +647,15 @@ impl Trainer {
         let (eps, mu_bar) = (self.params.epsilon, self.params.mu_bar);
         let first = self.evaluate(val)?;
         let mut best = (first.metric(mu_bar, eps), 0usize, snapshot(&self.vars)?);
-        let mut points = vec![ValPoint { step: 0, metric: best.0, stats: first }];
+        let mut points = vec![ValPoint {
+            step: 0,
+            metric: best.0,
+            stats: first,
+            duals: self.mu.clone(),
+            kappas: self.kappa.clone(),
+        }];
         let mut order: Vec<usize> = Vec::new();
-        let (mut since_best, mut n_skipped, mut n_steps) = (0usize, 0usize, 0usize);
+        let (mut since_best, mut n_skipped, mut n_steps, mut n_decays) = (0usize, 0usize, 0usize, 0usize);
         while n_steps < self.params.n_steps {
             if order.len() < self.params.batch_size.min(train.len()) {
                 let mut perm: Vec<usize> = (0..train.len()).collect();
@@ -584,7 +670,13 @@ impl Trainer {
             if n_steps % self.params.eval_every == 0 {
                 let stats = self.evaluate(val)?;
                 let metric = stats.metric(mu_bar, eps);
-                points.push(ValPoint { step: n_steps, metric, stats });
+                points.push(ValPoint {
+                    step: n_steps,
+                    metric,
+                    stats,
+                    duals: self.mu.clone(),
+                    kappas: self.kappa.clone(),
+                });
                 if metric < best.0 {
                     best = (metric, n_steps, snapshot(&self.vars)?);
                     since_best = 0;
@@ -596,13 +688,16 @@ impl Trainer {
                     if since_best % self.params.decay_patience == 0 {
                         let lr = self.opt.learning_rate() * self.params.decay_factor;
                         self.opt.set_learning_rate(lr);
-                        self.lr_dual *= self.params.decay_factor;
+                        if self.params.decay_dual {
+                            self.lr_dual *= self.params.decay_factor;
+                        }
+                        n_decays += 1;
                     }
                 }
             }
         }
         restore(&self.vars, &best.2)?;
-        Ok(TrainReport { points, n_steps, n_skipped, best_step: best.1 })
+        Ok(TrainReport { points, n_steps, n_skipped, best_step: best.1, n_decays })
     }
 
     /// Saves the network (weights and feature statistics) to a safetensors file.
@@ -675,6 +770,65 @@ mod tests {
         }
         let after = t.evaluate(&train).unwrap().mean_power;
         assert!(after < 0.9 * before, "power {before} -> {after}");
+    }
+
+    #[test]
+    fn step_decay_leaves_the_dual_step_alone_unless_asked() {
+        // lr = 1e-300 leaves every parameter bit-identical, so V never improves and the step
+        // sizes decay at every validation (decay_patience = 1).
+        let train = data(8, 10);
+        let val = data(4, 11);
+        let base = TrainParams { lr: 1e-300, lr_dual: 0.3, n_steps: 4, eval_every: 1, decay_patience: 1, ..quick() };
+        for (params, dual_decays) in [(base.clone(), false), (base.original_schedule(), true)] {
+            let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 3).unwrap();
+            let report = t.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+            assert_eq!(report.n_decays, 4, "{report:?}");
+            assert!((t.learning_rate() - 1e-300 * 0.5f64.powi(4)).abs() < 1e-310);
+            let expected = if dual_decays { 0.3 * 0.5f64.powi(4) } else { 0.3 };
+            assert!((t.dual_step_size() - expected).abs() < 1e-15, "{} vs {expected}", t.dual_step_size());
+            assert_eq!(report.points.len(), 5);
+            assert!(report.points.iter().all(|p| p.duals.len() == 2 && p.kappas.len() == 2));
+            assert_eq!(report.points.last().unwrap().duals, t.duals());
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_tuned_schedule_and_the_original_one_is_reachable() {
+        let d = TrainParams::default();
+        assert_eq!((d.dual_signal, d.decay_dual, d.mu_init), (DualSignal::Outage, false, 0.1));
+        let o = d.clone().original_schedule();
+        assert_eq!((o.dual_signal, o.decay_dual, o.mu_init), (DualSignal::Surrogate, true, 1.0));
+        assert_eq!(TrainParams { lr: 1.0, ..d }.original_schedule().lr, 1.0);
+        let p: TrainParams =
+            serde_json::from_str(r#"{"dual_signal": "surrogate", "decay_dual": true, "mu_init": 1.0}"#).unwrap();
+        assert_eq!(p, TrainParams::default().original_schedule());
+        assert!(serde_json::from_str::<TrainParams>(r#"{"dual_signal": "exact"}"#).is_err());
+    }
+
+    #[test]
+    fn dual_step_follows_the_selected_signal() {
+        let train = data(12, 12);
+        let batch: Vec<&Instance> = train.iter().collect();
+        let mut discriminates = false;
+        for signal in [DualSignal::Outage, DualSignal::Surrogate] {
+            let params = TrainParams { dual_signal: signal, lr_dual: 0.7, mu_init: 0.5, ..quick() };
+            let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 4).unwrap();
+            // The batch outage is the exact outage of the network before the step.
+            let before = t.evaluate(&train).unwrap();
+            let r = t.step(&batch).unwrap();
+            assert_eq!(r.n_masked, 0);
+            for g in 0..2 {
+                assert!((r.outage[g] - before.outage[g]).abs() < 1e-12, "{r:?} vs {before:?}");
+                let delta = match signal {
+                    DualSignal::Outage => r.outage[g] - 0.1,
+                    DualSignal::Surrogate => r.constraint[g],
+                };
+                let mu = (0.5 + 0.7 * delta).clamp(0.0, 100.0);
+                assert!((t.duals()[g] - mu).abs() < 1e-12, "{signal:?} g{g}: {} vs {mu}", t.duals()[g]);
+                discriminates |= (r.outage[g] - 0.1 - r.constraint[g]).abs() > 1e-3;
+            }
+        }
+        assert!(discriminates, "surrogate and exact outage coincide: the test cannot tell them apart");
     }
 
     #[test]

@@ -203,6 +203,58 @@ pub fn forward(inst: &Instance, coeffs: &Array2<f64>, settings: &UnrollSettings)
     Ok(out)
 }
 
+/// Beamforming architecture of the learned model.
+///
+/// - `Hybrid` (U-G-HBF): `M` RF chains chosen by the greedy selection, as above.
+/// - `FullyDigital` (U-FDBF, paper §5.1.3 "A = I_N effectively"): one RF chain per antenna,
+///   `A = I_N`, no codeword selection; the same coefficients and virtual channels, the baseband
+///   problem is solved directly on `R̃^S_k, R̃^I_k: [N × N]` with `Φ = I_N` (transmit power), then
+///   the downlink powers and the projection (33). Its gradient is the coefficient part of
+///   [`backward`] (there is no selection, hence no straight-through path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// Greedy codebook hybrid beamforming (U-G-HBF).
+    #[default]
+    Hybrid,
+    /// Fully digital beamforming, `A = I_N` (U-FDBF).
+    FullyDigital,
+}
+
+/// The fully digital forward pass (`A = I_N`, see [`Architecture::FullyDigital`]); the output's
+/// `selection` is `0..N` and `steps` is empty.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an instance without users; as [`evaluate_analog`].
+pub fn forward_fully_digital(
+    inst: &Instance,
+    coeffs: &Array2<f64>,
+    settings: &UnrollSettings,
+) -> Result<UnrolledOutput, Error> {
+    let n = inst.h_est.first().map(Array1::len).ok_or_else(|| Error::InvalidInput("no users".into()))?;
+    let selection: Vec<usize> = (0..n).collect();
+    evaluate_analog(inst, coeffs, Array2::eye(n), &selection, settings)
+}
+
+/// The forward pass of `architecture`; `record` keeps the greedy trials (hybrid only, needed by
+/// the straight-through gradient).
+///
+/// # Errors
+/// As [`forward`], [`forward_untraced`] and [`forward_fully_digital`].
+pub fn forward_arch(
+    architecture: Architecture,
+    inst: &Instance,
+    coeffs: &Array2<f64>,
+    settings: &UnrollSettings,
+    record: bool,
+) -> Result<UnrolledOutput, Error> {
+    match (architecture, record) {
+        (Architecture::Hybrid, true) => forward(inst, coeffs, settings),
+        (Architecture::Hybrid, false) => forward_untraced(inst, coeffs, settings),
+        (Architecture::FullyDigital, _) => forward_fully_digital(inst, coeffs, settings),
+    }
+}
+
 /// Gradients of a loss through one unrolled forward pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Backward {
@@ -550,6 +602,70 @@ pub(crate) mod tests {
         }
         let w = softmin_weights(&[2.0, 1.0, f64::INFINITY], 5.0);
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12 && w[2] == 0.0 && w[1] > w[0]);
+    }
+
+    fn perfect_csi(seed: u64) -> (Instance, Array2<f64>) {
+        let mut inst = instance(seed);
+        inst.h_est = inst.h.clone();
+        (inst, Array2::from_shape_fn((3, 4), |(_, i)| if i % 2 == 0 { 1.0 } else { 0.0 }))
+    }
+
+    #[test]
+    fn fully_digital_perfect_coefficients_on_perfect_csi_meet_targets() {
+        let (inst, c) = perfect_csi(3);
+        let out = forward_fully_digital(&inst, &c, &settings(1e6)).unwrap();
+        assert_eq!((out.analog.dim(), out.selection.len(), out.steps.len()), ((16, 16), 16, 0));
+        assert!(out.margin_db.iter().all(|d| d.abs() < 1e-8), "{:?}", out.margin_db);
+        let same = forward_arch(Architecture::FullyDigital, &inst, &c, &settings(1e6), true).unwrap();
+        assert_eq!(same.powers, out.powers);
+    }
+
+    #[test]
+    fn fully_digital_coefficient_gradient_matches_finite_differences() {
+        let gm = [0.7, -0.4, 0.25];
+        for (seed, p_max) in [(1, 100.0), (2, 100.0), (1, 0.05)] {
+            let inst = instance(seed);
+            let st = settings(p_max);
+            let c = coeffs();
+            let out = forward_fully_digital(&inst, &c, &st).unwrap();
+            assert_eq!(out.scale < 1.0, p_max < 1.0, "projection activity, scale {}", out.scale);
+            let loss = |c: &Array2<f64>| {
+                let o = forward_fully_digital(&inst, c, &st).unwrap();
+                o.margin_db.iter().zip(&gm).map(|(d, g)| d * g).sum::<f64>() + 0.3 * o.power()
+            };
+            let dc = coefficient_gradient(&inst, &out, &gm, 0.3).unwrap();
+            for u in 0..3 {
+                for i in 0..4 {
+                    let t = 1e-6 * c[[u, i]];
+                    let mut cp = c.clone();
+                    cp[[u, i]] += t;
+                    let mut cm = c.clone();
+                    cm[[u, i]] -= t;
+                    let fd = (loss(&cp) - loss(&cm)) / (2.0 * t);
+                    let rel = (fd - dc[[u, i]]).abs() / fd.abs().max(1e-2);
+                    assert!(rel < 1e-5, "seed {seed} P {p_max} c[{u},{i}]: fd {fd} vs {} (rel {rel:e})", dc[[u, i]]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fully_digital_never_needs_more_power_than_hybrid_on_perfect_csi() {
+        // With an orthonormal codebook (O = 1) A^H A = I_M, so a hybrid design (A, w_k, p_k) is the
+        // fully digital design (A w_k, p_k) with ‖A w_k‖ = 1, the same SINRs and the same power:
+        // the fully digital feasible set contains the hybrid one and its optimum is never larger.
+        let st = settings(1e6);
+        let gram = adjoint(&st.codebook).dot(&st.codebook);
+        assert!((&gram - &Array2::<c64>::eye(16)).iter().all(|z| z.norm() < 1e-12));
+        let mut strictly = 0;
+        for seed in 0..6 {
+            let (inst, c) = perfect_csi(100 + seed);
+            let fd = forward_fully_digital(&inst, &c, &st).unwrap().power();
+            let hybrid = forward(&inst, &c, &st).unwrap().power();
+            assert!(fd <= hybrid * (1.0 + 1e-9), "seed {seed}: fully digital {fd} > hybrid {hybrid}");
+            strictly += usize::from(fd < hybrid * (1.0 - 1e-6));
+        }
+        assert!(strictly > 0, "the fully digital design never strictly better: suspicious");
     }
 
     #[test]
