@@ -200,6 +200,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "Channel prediction NMSE and SE loss against the horizon (liquid-nn): LTC, CfC, LSTM, GRU, MLP, trivial",
     ),
     ("outage", "Outage-constrained hybrid BF (gnn-unroll): power and outage per pilot-power group, training curves"),
+    (
+        "outage_generalisation",
+        "Outage-constrained hybrid BF (gnn-unroll): power and outage per number of users, incl. a model trained on K = 2, 3",
+    ),
+    (
+        "outage_statistical",
+        "Outage-constrained hybrid BF (gnn-unroll): analog beams from statistical CSI, power and outage per feedback level",
+    ),
     ("mbmaml", "MB-MAML offline-online robust WMMSE (meta-learn crate): adaptation, SNR, error level, heads, bases"),
 ];
 
@@ -327,6 +335,14 @@ pub fn build_family(family: &str, params: toml::Table) -> Result<Box<dyn FamilyE
         "outage" => {
             let p: beamlab_gnn_unroll::experiment::OutageTableParams = parse(params)?;
             Ok(Box::new(beamlab_gnn_unroll::experiment::outage_table(p).map_err(|e| e.to_string())?))
+        }
+        "outage_generalisation" => {
+            let p: beamlab_gnn_unroll::generalisation::GeneralisationParams = parse(params)?;
+            Ok(Box::new(beamlab_gnn_unroll::generalisation::generalisation_table(p).map_err(|e| e.to_string())?))
+        }
+        "outage_statistical" => {
+            let p: beamlab_gnn_unroll::statistical::StatisticalParams = parse(params)?;
+            Ok(Box::new(beamlab_gnn_unroll::statistical::statistical_table(p).map_err(|e| e.to_string())?))
         }
         "mbmaml" => {
             let p: beamlab_meta_learn::experiment::MbMamlExperimentParams = parse(params)?;
@@ -721,6 +737,19 @@ than = "WMMSE (random start)"
 metric = "sum_se"
 at = 0.0
 "#;
+
+    #[test]
+    fn outage_table3_and_table4_configs_build_every_profile() {
+        // Parsing builds the experiment of every profile, so this checks the parameters too.
+        for (name, text) in [
+            ("outage_table3.toml", include_str!("../../../configs/outage_table3.toml")),
+            ("outage_table4.toml", include_str!("../../../configs/outage_table4.toml")),
+        ] {
+            let cfg = FamilyConfig::from_toml_str(text, name).unwrap();
+            assert!(cfg.family.starts_with("outage_"), "{name}");
+            assert_eq!(cfg.build("quick").unwrap().n_units(), if name.contains('3') { 5 } else { 2 });
+        }
+    }
 
     #[test]
     fn profiles_override_params() {

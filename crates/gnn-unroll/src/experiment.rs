@@ -29,12 +29,14 @@
 
 use beamlab_core::CoreError;
 use beamlab_core::experiment::{CurveRow, FamilyExperiment};
+use beamlab_linalg_ops::c64;
+use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::Error;
-use crate::data::{Instance, Scenario, draw_instance, pilot_groups};
+use crate::data::{CsiModel, Instance, Scenario, draw_instance, pilot_groups};
 use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, rank_one_covariances, snr_init};
 use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
@@ -130,8 +132,8 @@ pub const METHODS: [&str; 8] = [
 #[derive(Clone, Debug)]
 pub struct OutageTable {
     params: OutageTableParams,
-    scenario: Scenario,
-    groups: Vec<crate::data::CsiModel>,
+    /// Per constraint group: the scenario (Table 3 varies `K`) and the CSI degradation.
+    groups: Vec<(Scenario, CsiModel)>,
 }
 
 impl OutageTable {
@@ -165,10 +167,27 @@ impl OutageTable {
             max_angle_deg: 60.0,
             target_db: (p.target_db[0], p.target_db[1]),
         };
-        Ok(Self { groups: pilot_groups(&p.rho_db), scenario, params })
+        Ok(Self { groups: pilot_groups(&p.rho_db).into_iter().map(|c| (scenario.clone(), c)).collect(), params })
     }
 
-    fn settings(&self) -> Result<UnrollSettings, Error> {
+    /// The experiment's helpers with other constraint groups (Tables 3 and 4 reuse the Table 2
+    /// designs, data sets, margin search and rows).
+    pub(crate) fn with_groups(params: OutageTableParams, groups: Vec<(Scenario, CsiModel)>) -> Result<Self, Error> {
+        if groups.is_empty() {
+            return Err(Error::InvalidInput("outage table: no constraint groups".into()));
+        }
+        Ok(Self { groups, ..Self::new(params)? })
+    }
+
+    pub(crate) fn params(&self) -> &OutageTableParams {
+        &self.params
+    }
+
+    pub(crate) fn n_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub(crate) fn settings(&self) -> Result<UnrollSettings, Error> {
         Ok(UnrollSettings {
             codebook: dft_codebook(self.params.n_antennas[0], self.params.n_antennas[1], 1, 1)?,
             n_rf: self.params.n_rf,
@@ -181,7 +200,7 @@ impl OutageTable {
 
     /// Greedy design on covariances `r` with targets `γ·margin`; powers above the budget are scaled
     /// down when `project`, otherwise such instances are infeasible. Returns `(power, true SINRs)`.
-    fn greedy_design(
+    pub(crate) fn greedy_design(
         &self,
         inst: &Instance,
         use_truth: bool,
@@ -222,27 +241,8 @@ impl OutageTable {
         margin: f64,
         project: bool,
     ) -> Result<Option<(f64, Vec<f64>)>, Error> {
-        let p_max = self.params.power_budget;
-        let r = rank_one_covariances(if use_truth { &inst.h } else { &inst.h_est });
-        let n = r.first().map_or(0, |x| x.nrows());
-        let targets: Vec<f64> = inst.targets.iter().map(|g| g * margin).collect();
-        let sys = QosSystem::new(r.clone(), r, ndarray::Array2::eye(n), targets)?;
-        match solve_qos(&sys, &QosOptions::default(), None) {
-            Ok(sol) => {
-                let total = sol.weighted_power();
-                if !project && total > p_max {
-                    return Ok(None);
-                }
-                let s = (p_max / total).min(1.0);
-                let mut w = sol.beams.clone();
-                for (mut col, p) in w.columns_mut().into_iter().zip(&sol.powers) {
-                    col.mapv_inplace(|z| z * (s * p).sqrt());
-                }
-                Ok(Some((total * s, sinrs(w.view(), &inst.h)?)))
-            }
-            Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let n = inst.h.first().map_or(0, ndarray::Array1::len);
+        baseband_design(&Array2::eye(n), self.params.power_budget, inst, use_truth, margin, project)
     }
 
     /// Per-group margins bisected on the validation set for `design(inst, margin)` (projected
@@ -256,14 +256,29 @@ impl OutageTable {
     where
         F: Fn(&Instance, f64) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
     {
-        let (n_groups, p_max, eps) = (self.groups.len(), self.params.power_budget, self.params.epsilon);
-        let mut margins = Vec::with_capacity(n_groups);
-        let mut rows = Vec::new();
-        for g in 0..n_groups {
+        let (n_groups, p_max) = (self.groups.len(), self.params.power_budget);
+        let (margins, mut rows) = self.bisect_margins(method, |g, m| {
             let members: Vec<Instance> = val.iter().filter(|i| i.group == g).cloned().collect();
+            Ok(evaluate_designs(&members, n_groups, p_max, |i| design(i, m))?.outage[g])
+        })?;
+        let margin_of = |i: &Instance| margins[i.group.min(n_groups - 1)];
+        let val_stats = evaluate_designs(val, n_groups, p_max, |i| design(i, margin_of(i)))?;
+        rows.extend(self.val_rows(method, &val_stats));
+        Ok((margins, rows))
+    }
+
+    /// One margin per group, bisected (in dB on `[0, margin_max_db]`) until
+    /// `outage_at(group, margin)` reaches the nominal outage, with `margin_db` rows at `x = group`.
+    pub(crate) fn bisect_margins<F>(&self, method: &str, outage_at: F) -> Result<(Vec<f64>, Vec<CurveRow>), Error>
+    where
+        F: Fn(usize, f64) -> Result<f64, Error>,
+    {
+        let mut margins = Vec::with_capacity(self.groups.len());
+        let mut rows = Vec::new();
+        for g in 0..self.groups.len() {
             let margin = calibrate_margin(
-                |m| Ok(evaluate_designs(&members, n_groups, p_max, |i| design(i, m))?.outage[g]),
-                eps,
+                |m| outage_at(g, m),
+                self.params.epsilon,
                 0.0,
                 self.params.margin_max_db,
                 self.params.margin_steps,
@@ -271,41 +286,41 @@ impl OutageTable {
             rows.push(CurveRow::single(method, "margin_db", g as f64, 10.0 * margin.log10()));
             margins.push(margin);
         }
-        let margin_of = |i: &Instance| margins[i.group.min(n_groups - 1)];
-        let val_stats = evaluate_designs(val, n_groups, p_max, |i| design(i, margin_of(i)))?;
-        rows.extend(self.val_rows(method, &val_stats));
         Ok((margins, rows))
     }
 
-    /// Draws `n` instances cycling through the groups, redrawing those infeasible under perfect CSI.
-    fn dataset(&self, n: usize, stream: u64) -> Result<Vec<Instance>, Error> {
-        let mut rng = ChaCha8Rng::seed_from_u64(beamlab_core::derive_seed(self.params.data_seed, &[stream]));
-        // Draw in chunks (sequentially, one RNG stream), check feasibility in parallel, keep the
-        // feasible ones in order: the result does not depend on the thread count.
-        let mut out = Vec::with_capacity(n);
-        let mut n_drawn = 0usize;
-        while out.len() < n {
-            if n_drawn > 100 * n + 100 {
-                return Err(Error::InvalidInput("almost every instance is infeasible under perfect CSI".into()));
-            }
-            let need = n - out.len();
-            let chunk = (0..need)
-                .map(|j| {
-                    let g = (n_drawn + j) % self.groups.len();
-                    draw_instance(&self.scenario, &self.groups[g], g, &mut rng)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            n_drawn += need;
-            let feasible = chunk
-                .par_iter()
-                .map(|inst| Ok(self.greedy_design(inst, true, 1.0, false)?.is_some()))
-                .collect::<Result<Vec<bool>, Error>>()?;
-            out.extend(chunk.into_iter().zip(feasible).filter(|(_, f)| *f).map(|(i, _)| i));
-        }
-        Ok(out)
+    /// A margin unit: margins bisected on `val`, then the test rows of `design` at those margins.
+    pub(crate) fn margin_unit<F>(
+        &self,
+        method: &str,
+        val: &[Instance],
+        test: &[Instance],
+        design: F,
+    ) -> Result<Vec<CurveRow>, Error>
+    where
+        F: Fn(&Instance, f64) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
+    {
+        let n_groups = self.groups.len();
+        let (margins, mut rows) = self.calibrated_margins(method, val, &design)?;
+        let stats = evaluate_designs(test, n_groups, self.params.power_budget, |i| {
+            design(i, margins[i.group.min(n_groups - 1)])
+        })?;
+        rows.extend(self.table_rows(method, &stats));
+        Ok(rows)
     }
 
-    fn table_rows(&self, method: &str, stats: &EvalStats) -> Vec<CurveRow> {
+    /// Draws `n` instances cycling through the groups, redrawing those infeasible under perfect CSI.
+    pub(crate) fn dataset(&self, n: usize, stream: u64) -> Result<Vec<Instance>, Error> {
+        draw_feasible(
+            beamlab_core::derive_seed(self.params.data_seed, &[stream]),
+            n,
+            self.groups.len(),
+            |g, rng| draw_instance(&self.groups[g].0, &self.groups[g].1, g, rng),
+            |inst| Ok(self.greedy_design(inst, true, 1.0, false)?.is_some()),
+        )
+    }
+
+    pub(crate) fn table_rows(&self, method: &str, stats: &EvalStats) -> Vec<CurveRow> {
         let mut rows = Vec::new();
         for (g, (o, p)) in stats.outage.iter().zip(&stats.power).enumerate() {
             rows.push(CurveRow::single(method, "power", g as f64, *p));
@@ -317,7 +332,7 @@ impl OutageTable {
 
     /// Validation-set rows `val_power_group` / `val_outage_group` at `x = group` (the numbers the
     /// defaults are chosen on; the test rows are only reported).
-    fn val_rows(&self, method: &str, stats: &EvalStats) -> Vec<CurveRow> {
+    pub(crate) fn val_rows(&self, method: &str, stats: &EvalStats) -> Vec<CurveRow> {
         let mut rows = Vec::new();
         for (g, (o, p)) in stats.outage.iter().zip(&stats.power).enumerate() {
             rows.push(CurveRow::single(method, "val_power_group", g as f64, *p));
@@ -370,31 +385,135 @@ impl OutageTable {
                 };
                 let tp = TrainParams { epsilon: eps, loss, dual_signal, ..self.params.train.clone() };
                 let arch = if unit == 5 { Architecture::FullyDigital } else { Architecture::Hybrid };
-                let mut trainer =
-                    Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
-                let report = trainer.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed))?;
-                let mut rows = Vec::new();
-                for p in &report.points {
-                    let x = p.step as f64;
-                    rows.push(CurveRow::single(method, "val_metric", x, p.metric));
-                    rows.push(CurveRow::single(method, "val_power", x, p.stats.mean_power));
-                    let o: Vec<f64> = p.stats.outage.iter().copied().filter(|o| o.is_finite()).collect();
-                    rows.push(CurveRow::summarise(method, "val_outage", x, &o));
-                    for (g, (mu, og)) in p.duals.iter().zip(&p.stats.outage).enumerate() {
-                        rows.push(CurveRow::single(method, &format!("val_dual_g{g}"), x, *mu));
-                        rows.push(CurveRow::single(method, &format!("val_outage_g{g}"), x, *og));
-                    }
-                }
-                if let Some(best) = report.points.iter().find(|p| p.step == report.best_step) {
-                    rows.extend(self.val_rows(method, &best.stats));
-                }
-                rows.push(CurveRow::single(method, "best_step", -1.0, report.best_step as f64));
-                rows.push(CurveRow::single(method, "skipped_steps", -1.0, report.n_skipped as f64));
-                rows.extend(self.table_rows(method, &trainer.evaluate(&test)?));
-                Ok(rows)
+                let trainer = Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
+                self.learned_unit(method, trainer, [&train, &val, &test], seed)
             }
         }
     }
+
+    /// A learned unit: trains `trainer` on `data = [train, val, test]` (batch order from `seed`)
+    /// and returns the validation trace, the validation rows at the restored step and the test rows.
+    pub(crate) fn learned_unit(
+        &self,
+        method: &str,
+        mut trainer: Trainer,
+        data: [&[Instance]; 3],
+        seed: u64,
+    ) -> Result<Vec<CurveRow>, Error> {
+        let [train, val, test] = data;
+        let report = trainer.train(train, val, &mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed))?;
+        let mut rows = Vec::new();
+        for p in &report.points {
+            let x = p.step as f64;
+            rows.push(CurveRow::single(method, "val_metric", x, p.metric));
+            rows.push(CurveRow::single(method, "val_power", x, p.stats.mean_power));
+            let o: Vec<f64> = p.stats.outage.iter().copied().filter(|o| o.is_finite()).collect();
+            rows.push(CurveRow::summarise(method, "val_outage", x, &o));
+            for (g, (mu, og)) in p.duals.iter().zip(&p.stats.outage).enumerate() {
+                rows.push(CurveRow::single(method, &format!("val_dual_g{g}"), x, *mu));
+                rows.push(CurveRow::single(method, &format!("val_outage_g{g}"), x, *og));
+            }
+        }
+        if let Some(best) = report.points.iter().find(|p| p.step == report.best_step) {
+            rows.extend(self.val_rows(method, &best.stats));
+        }
+        rows.push(CurveRow::single(method, "best_step", -1.0, report.best_step as f64));
+        rows.push(CurveRow::single(method, "skipped_steps", -1.0, report.n_skipped as f64));
+        rows.extend(self.table_rows(method, &trainer.evaluate(test)?));
+        Ok(rows)
+    }
+}
+
+/// Baseband QoS design for a fixed analog matrix `a: [N × M]` (`Φ = I_M`) on the true channel or
+/// the estimate of `inst` with targets `γ·margin`; powers above `p_max` are scaled down when
+/// `project`, otherwise such instances are infeasible. Returns `(power, true SINRs)`, `None` when
+/// infeasible. With `a = I_N` this is the fully digital design.
+///
+/// # Errors
+/// Shape errors; solver errors other than infeasibility.
+pub(crate) fn baseband_design(
+    a: &Array2<c64>,
+    p_max: f64,
+    inst: &Instance,
+    use_truth: bool,
+    margin: f64,
+    project: bool,
+) -> Result<Option<(f64, Vec<f64>)>, Error> {
+    let r = rank_one_covariances(if use_truth { &inst.h } else { &inst.h_est });
+    let ah = crate::util::adjoint(a);
+    let projected: Vec<Array2<c64>> = r.iter().map(|x| ah.dot(x).dot(a)).collect();
+    let targets: Vec<f64> = inst.targets.iter().map(|g| g * margin).collect();
+    let sys = QosSystem::new(projected.clone(), projected, Array2::eye(a.ncols()), targets)?;
+    match solve_qos(&sys, &QosOptions::default(), None) {
+        Ok(sol) => {
+            let total = sol.weighted_power();
+            if !project && total > p_max {
+                return Ok(None);
+            }
+            let s = (p_max / total).min(1.0);
+            let mut w = sol.beams.clone();
+            for (mut col, p) in w.columns_mut().into_iter().zip(&sol.powers) {
+                col.mapv_inplace(|z| z * (s * p).sqrt());
+            }
+            Ok(Some((total * s, sinrs(a.dot(&w).view(), &inst.h)?)))
+        }
+        Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Draws `n` items with `draw(group, rng)`, cycling through `n_groups` groups, and keeps those
+/// `feasible` accepts (redrawing the others). Draws happen in chunks on one RNG stream seeded with
+/// `seed`; feasibility is checked in parallel and the kept items stay in draw order, so the result
+/// does not depend on the thread count.
+///
+/// # Errors
+/// Errors of `draw` and `feasible`; [`Error::InvalidInput`] when almost nothing is feasible.
+pub(crate) fn draw_feasible<T, D, F>(
+    seed: u64,
+    n: usize,
+    n_groups: usize,
+    mut draw: D,
+    feasible: F,
+) -> Result<Vec<T>, Error>
+where
+    T: Send + Sync,
+    D: FnMut(usize, &mut ChaCha8Rng) -> Result<T, Error>,
+    F: Fn(&T) -> Result<bool, Error> + Sync,
+{
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(n);
+    let mut n_drawn = 0usize;
+    while out.len() < n {
+        if n_drawn > 100 * n + 100 {
+            return Err(Error::InvalidInput("almost every instance is infeasible under perfect CSI".into()));
+        }
+        let need = n - out.len();
+        let chunk =
+            (0..need).map(|j| draw((n_drawn + j) % n_groups.max(1), &mut rng)).collect::<Result<Vec<_>, _>>()?;
+        n_drawn += need;
+        let ok = chunk.par_iter().map(&feasible).collect::<Result<Vec<bool>, Error>>()?;
+        out.extend(chunk.into_iter().zip(ok).filter(|(_, f)| *f).map(|(i, _)| i));
+    }
+    Ok(out)
+}
+
+/// Metrics whose rows sit at `x = group` (moved by [`relabel_groups`]).
+const PER_GROUP: [&str; 5] = ["power", "outage", "margin_db", "val_power_group", "val_outage_group"];
+
+/// Moves per-group rows from `x = group` to `x = xs[group]` (Table 3: `K`, Table 4: `L`) and
+/// drops validation rows whose value is NaN (groups absent from the validation set, e.g. the
+/// unseen numbers of users of Table 3's `U-G-HBF-GCN*`).
+pub(crate) fn relabel_groups(mut rows: Vec<CurveRow>, xs: &[f64]) -> Vec<CurveRow> {
+    rows.retain(|r| !(r.mean.is_nan() && r.metric.starts_with("val_")));
+    for r in &mut rows {
+        if PER_GROUP.contains(&r.metric.as_str()) && r.x >= 0.0 {
+            if let Some(&x) = xs.get(r.x as usize) {
+                r.x = x;
+            }
+        }
+    }
+    rows
 }
 
 impl FamilyExperiment for OutageTable {

@@ -24,6 +24,9 @@
 //!   coefficients.
 //! - [`train`]: primal–dual training with the annealing or quantile outage loss.
 //! - [`experiment`]: the Table 2 experiment for the harness ([`experiment::OutageTableParams`]).
+//! - [`generalisation`]: the Table 3 experiment (generalisation over the number of users).
+//! - [`statistical`]: statistical + instantaneous CSI (Table 4 data model, classical designs and
+//!   experiment units).
 //!
 //! Design decisions and the state of the implementation: `docs/gnn-unroll.md`.
 //!
@@ -44,11 +47,13 @@ use beamlab_linalg_ops::LinalgError;
 
 pub mod data;
 pub mod experiment;
+pub mod generalisation;
 pub mod greedy;
 pub mod implicit;
 pub mod model;
 pub mod outage;
 pub mod qos;
+pub mod statistical;
 pub mod train;
 pub mod unroll;
 mod util;

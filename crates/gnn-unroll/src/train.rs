@@ -215,6 +215,19 @@ pub fn evaluate_designs<F>(instances: &[Instance], n_groups: usize, p_max: f64, 
 where
     F: Fn(&Instance) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
 {
+    evaluate_indexed(instances, n_groups, p_max, |_, inst| design(inst))
+}
+
+/// [`evaluate_designs`] with the instance's index passed to `design` (for designs that depend on
+/// per-instance data kept outside the [`Instance`], e.g. the analog matrix of a statistical-CSI
+/// system whose samples are evaluated as instances).
+///
+/// # Errors
+/// Errors of `design`; [`Error::InvalidInput`] for `n_groups = 0`.
+pub fn evaluate_indexed<F>(instances: &[Instance], n_groups: usize, p_max: f64, design: F) -> Result<EvalStats, Error>
+where
+    F: Fn(usize, &Instance) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
+{
     if n_groups == 0 {
         return Err(Error::InvalidInput("evaluate_designs needs at least one group".into()));
     }
@@ -223,7 +236,7 @@ where
     let mut power = vec![0.0; n_groups];
     let mut count = vec![0usize; n_groups];
     let (mut total, mut n_infeasible) = (0.0, 0);
-    let designs = instances.par_iter().map(&design).collect::<Result<Vec<_>, _>>()?;
+    let designs = instances.par_iter().enumerate().map(|(i, inst)| design(i, inst)).collect::<Result<Vec<_>, _>>()?;
     for (inst, design) in instances.iter().zip(designs) {
         let g = inst.group.min(n_groups.saturating_sub(1));
         let (p, sinr) = match design {

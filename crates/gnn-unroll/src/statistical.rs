@@ -1,0 +1,468 @@
+//! Combined statistical and instantaneous CSI (paper §5.5, spec §6 last bullet): the analog beams
+//! are chosen once per system instance from a covariance estimate, the baseband beams and powers
+//! per channel sample from the instantaneous feedback.
+//!
+//! A [`StatInstance`] holds `T_s` channel samples of the same `K` users (fixed covariances `R_k`,
+//! targets and feedback level): true channels `h_{k,t} = R_k^{1/2} g_{k,t}` and their DFT feedback
+//! `ĥ_{k,t}` with `L` kept coefficients ([`dft_quantise`], `ζ = L`). The transmitter's statistical
+//! CSI is the sample covariance of the fed-back vectors `R̂_k = (1/T_s) Σ_t ĥ_{k,t} ĥ_{k,t}^H`
+//! ([`sample_covariance`]). Outage is counted per user and sample w.r.t. the true instantaneous
+//! channels; the power is the mean over samples.
+//!
+//! Classical designs ([`StatDesign`]): the greedy selection (Hegde Alg. 2, no power cap) on the
+//! covariances (`R̂_k` with targets `γ Δ`, or for G-HBF-perf the sample covariance of the true
+//! channels) chooses `A`; then per sample the baseband QoS problem for that `A` on `ĥ_{k,t}`
+//! (G-HBF-perf: on `h_{k,t}`), projected to `P_max` when asked.
+
+use beamlab_linalg_ops::c64;
+use ndarray::{Array1, Array2};
+use rand::Rng;
+
+use beamlab_core::CoreError;
+use beamlab_core::experiment::{CurveRow, FamilyExperiment};
+
+use crate::Error;
+use crate::data::{CsiModel, Instance, Scenario, complex_normal, dft_quantise, psd_sqrt, upa_cov};
+use crate::experiment::{OutageTable, OutageTableParams, baseband_design, draw_feasible, relabel_groups};
+use crate::greedy::{GreedyOptions, PowerWeighting, greedy_hbf, snr_init};
+use crate::train::{EvalStats, evaluate_indexed};
+use crate::unroll::UnrollSettings;
+use crate::util::outer;
+
+/// Sample covariance `(1/T) Σ_t v_t v_t^H` of `T ≥ 1` vectors of equal length.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for no vectors, unequal lengths or non-finite entries.
+pub fn sample_covariance(vectors: &[Array1<c64>]) -> Result<Array2<c64>, Error> {
+    let n = vectors.first().map(Array1::len).ok_or_else(|| Error::InvalidInput("no samples".into()))?;
+    if n == 0 || vectors.iter().any(|v| v.len() != n || v.iter().any(|z| !(z.re.is_finite() && z.im.is_finite()))) {
+        return Err(Error::InvalidInput("sample covariance needs finite vectors of one non-zero length".into()));
+    }
+    let mut r = Array2::<c64>::zeros((n, n));
+    for v in vectors {
+        r += &outer(v.view(), v.view());
+    }
+    Ok(r.mapv(|z| z / vectors.len() as f64))
+}
+
+/// One system instance with `T_s` channel samples (module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatInstance {
+    /// Constraint group.
+    pub group: usize,
+    /// The samples, each an [`Instance`] (true `h_t`, feedback `ĥ_t`, the common covariances,
+    /// targets and `ζ`).
+    pub samples: Vec<Instance>,
+    /// Statistical CSI `R̂_k` (sample covariance of the feedback), `K` matrices `[N × N]`.
+    pub r_hat: Vec<Array2<c64>>,
+    /// Sample covariance of the true channels (the perfect-CSI statistics of G-HBF-perf).
+    pub r_true: Vec<Array2<c64>>,
+}
+
+impl StatInstance {
+    /// SINR targets `γ_k` (common to all samples).
+    #[must_use]
+    pub fn targets(&self) -> &[f64] {
+        self.samples.first().map_or(&[], |s| s.targets.as_slice())
+    }
+}
+
+/// Draws one [`StatInstance`]: `K` users with covariances as in [`crate::data::draw_instance`],
+/// `n_samples` channel samples each, DFT feedback with `n_keep` coefficients (oversampling 4 × 4).
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a bad scenario, `n_keep = 0` or `n_samples = 0`; linear-algebra
+/// errors.
+pub fn draw_stat_instance<R: Rng + ?Sized>(
+    scenario: &Scenario,
+    n_keep: usize,
+    n_samples: usize,
+    group: usize,
+    rng: &mut R,
+) -> Result<StatInstance, Error> {
+    let (n1, n2) = scenario.n_antennas;
+    let (t_lo, t_hi) = scenario.target_db;
+    if n1 == 0 || n2 == 0 || scenario.n_users == 0 || n_keep == 0 || n_samples == 0 || !(t_lo <= t_hi) {
+        return Err(Error::InvalidInput(format!(
+            "bad statistical-CSI scenario {scenario:?}, L = {n_keep}, T = {n_samples}"
+        )));
+    }
+    if !(scenario.angular_spread_deg >= 0.0 && scenario.angular_spread_deg.is_finite()) {
+        return Err(Error::InvalidInput(format!("bad angular spread {}", scenario.angular_spread_deg)));
+    }
+    let sigma = scenario.angular_spread_deg.to_radians();
+    let max_angle = scenario.max_angle_deg.to_radians().abs();
+    let (mut cov, mut roots, mut targets) = (vec![], vec![], vec![]);
+    for _ in 0..scenario.n_users {
+        let phi1 = rng.random_range(-max_angle..=max_angle);
+        let phi2 = rng.random_range(-max_angle..=max_angle);
+        let r = upa_cov(n1, n2, phi1, phi2, sigma);
+        roots.push(psd_sqrt(&r)?);
+        cov.push(r);
+        targets.push(10f64.powf(rng.random_range(t_lo..=t_hi) / 10.0));
+    }
+    let mut samples = Vec::with_capacity(n_samples);
+    for _ in 0..n_samples {
+        let h: Vec<Array1<c64>> = roots.iter().map(|s| s.dot(&complex_normal(n1 * n2, rng))).collect();
+        let h_est = h.iter().map(|hk| dft_quantise(hk.view(), n1, n2, 4, 4, n_keep)).collect::<Result<Vec<_>, _>>()?;
+        samples.push(Instance {
+            group,
+            cov: cov.clone(),
+            h,
+            h_est,
+            err_cov: None,
+            targets: targets.clone(),
+            zeta: n_keep as f64,
+        });
+    }
+    let per_user = |est: bool| {
+        (0..scenario.n_users)
+            .map(|k| {
+                let v: Vec<Array1<c64>> =
+                    samples.iter().map(|s| if est { s.h_est[k].clone() } else { s.h[k].clone() }).collect();
+                sample_covariance(&v)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(StatInstance { group, r_hat: per_user(true)?, r_true: per_user(false)?, samples })
+}
+
+/// A classical statistical-CSI design (module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StatDesign {
+    /// Perfect CSI: `A` from the true channels' sample covariance, baseband on the true `h_t`.
+    pub use_truth: bool,
+    /// Target margin `Δ` (linear, multiplies every `γ_k`).
+    pub margin: f64,
+    /// Scale powers above `P_max` down (otherwise such samples are infeasible).
+    pub project: bool,
+}
+
+impl StatDesign {
+    /// G-HBF-perf: perfect statistics and instantaneous CSI, no margin, no projection.
+    pub const PERFECT: Self = Self { use_truth: true, margin: 1.0, project: false };
+
+    /// G-HBF-marg with margin `Δ` (linear): feedback statistics and samples, projected powers.
+    #[must_use]
+    pub fn margin(margin: f64) -> Self {
+        Self { use_truth: false, margin, project: true }
+    }
+}
+
+/// The analog matrix chosen by the greedy selection on the covariances of `inst` (no power cap);
+/// `None` when no visited selection is feasible.
+///
+/// # Errors
+/// Codebook and solver errors other than infeasibility.
+pub fn statistical_analog(
+    st: &UnrollSettings,
+    inst: &StatInstance,
+    design: StatDesign,
+) -> Result<Option<Array2<c64>>, Error> {
+    let covs = if design.use_truth { &inst.r_true } else { &inst.r_hat };
+    let targets: Vec<f64> = inst.targets().iter().map(|g| g * design.margin).collect();
+    let opts = GreedyOptions {
+        n_selections: st.n_selections,
+        power_budget: None,
+        weighting: PowerWeighting::Baseband,
+        qos: st.qos,
+        record_trials: false,
+    };
+    let init = snr_init(&st.codebook, covs, st.n_rf)?;
+    match greedy_hbf(&st.codebook, covs, covs, &targets, &init, &opts) {
+        Ok(res) => Ok(Some(st.codebook.select(ndarray::Axis(1), &res.selection))),
+        Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Evaluates `design` on `instances`: statistics over all samples (outage per user and sample on
+/// the true channels, mean power per sample; a sample whose design fails counts as all users in
+/// outage at `P_max`). `margin_of(group)`, when given, replaces the design's margin per group.
+///
+/// # Errors
+/// As [`statistical_analog`] and the baseband solver.
+pub fn evaluate_statistical(
+    st: &UnrollSettings,
+    instances: &[StatInstance],
+    n_groups: usize,
+    design: StatDesign,
+    margin_of: Option<&[f64]>,
+) -> Result<EvalStats, Error> {
+    use rayon::prelude::*;
+    let design_of = |g: usize| match margin_of {
+        Some(m) if !m.is_empty() => StatDesign { margin: m[g.min(m.len() - 1)], ..design },
+        _ => design,
+    };
+    let analogs = instances
+        .par_iter()
+        .map(|i| statistical_analog(st, i, design_of(i.group)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let mut flat = Vec::new();
+    let mut parent = Vec::new();
+    for (j, inst) in instances.iter().enumerate() {
+        flat.extend(inst.samples.iter().cloned());
+        parent.extend(std::iter::repeat_n(j, inst.samples.len()));
+    }
+    evaluate_indexed(&flat, n_groups, st.power_budget, |idx, sample| match &analogs[parent[idx]] {
+        Some(a) => {
+            let d = design_of(sample.group);
+            baseband_design(a, st.power_budget, sample, d.use_truth, d.margin, d.project)
+        }
+        None => Ok(None),
+    })
+}
+
+/// Parameters of the Table 4 experiment (defaults: the quick profile).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatisticalParams {
+    /// Scenario, data-set and margin-search parameters shared with Table 2 (`rho_db` is not
+    /// used; the default angular spread is 5°, paper §5.5).
+    pub base: OutageTableParams,
+    /// Kept DFT feedback coefficients `L`, one constraint group each (`ζ = L`).
+    pub n_keep: Vec<usize>,
+    /// Channel samples `T_s` per system instance.
+    pub n_samples: usize,
+}
+
+impl Default for StatisticalParams {
+    fn default() -> Self {
+        Self {
+            base: OutageTableParams { angular_spread_deg: 5.0, ..OutageTableParams::default() },
+            n_keep: vec![1, 2, 4],
+            n_samples: 8,
+        }
+    }
+}
+
+/// Method names of the units, in unit order (the learned units U-G-HBF-GCN and U-G-HBF-2GCN are
+/// not implemented yet, docs/gnn-unroll.md).
+pub const METHODS: [&str; 2] = ["G-HBF-perf", "G-HBF-marg"];
+
+/// The Table 4 experiment (classical units) built from [`StatisticalParams`]: groups are the
+/// feedback levels `L`; units return `power` and `outage` at `x = L`; `G-HBF-marg` also
+/// `margin_db` and the validation rows at its bisected margins.
+#[derive(Clone, Debug)]
+pub struct StatisticalTable {
+    table: OutageTable,
+    n_keep: Vec<usize>,
+    n_samples: usize,
+    scenario: Scenario,
+}
+
+impl StatisticalTable {
+    /// Validates the parameters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the field; as [`OutageTable::new`] for `base`.
+    pub fn new(params: StatisticalParams) -> Result<Self, Error> {
+        let n = params.base.n_antennas[0] * params.base.n_antennas[1];
+        if params.n_keep.is_empty() || params.n_keep.iter().any(|&l| l == 0 || l > n) || params.n_samples == 0 {
+            return Err(Error::InvalidInput(format!(
+                "statistical table: n_keep {:?} must be non-empty within 1..={n}, n_samples >= 1",
+                params.n_keep
+            )));
+        }
+        let b = &params.base;
+        let scenario = Scenario {
+            n_antennas: (b.n_antennas[0], b.n_antennas[1]),
+            n_users: b.n_users,
+            angular_spread_deg: b.angular_spread_deg,
+            max_angle_deg: 60.0,
+            target_db: (b.target_db[0], b.target_db[1]),
+        };
+        let groups = params.n_keep.iter().map(|&l| (scenario.clone(), CsiModel::Quantised { n_keep: l })).collect();
+        let table = OutageTable::with_groups(params.base.clone(), groups)?;
+        Ok(Self { table, n_keep: params.n_keep, n_samples: params.n_samples, scenario })
+    }
+
+    /// `n` instances cycling through the groups, redrawing those on which G-HBF-perf is infeasible
+    /// on some sample (so G-HBF-perf has zero outage).
+    fn dataset(&self, n: usize, stream: u64) -> Result<Vec<StatInstance>, Error> {
+        let st = self.table.settings()?;
+        let n_groups = self.n_keep.len();
+        draw_feasible(
+            beamlab_core::derive_seed(self.table.params().data_seed, &[stream]),
+            n,
+            n_groups,
+            |g, rng| draw_stat_instance(&self.scenario, self.n_keep[g], self.n_samples, g, rng),
+            |inst| {
+                Ok(evaluate_statistical(&st, std::slice::from_ref(inst), n_groups, StatDesign::PERFECT, None)?
+                    .n_infeasible
+                    == 0)
+            },
+        )
+    }
+
+    fn run(&self, unit: usize, _seed: u64) -> Result<Vec<CurveRow>, Error> {
+        let method = METHODS.get(unit).ok_or_else(|| Error::InvalidInput(format!("no unit {unit}")))?;
+        let _span = tracing::info_span!("statistical_unit", method).entered();
+        let (t, st) = (&self.table, self.table.settings()?);
+        let n_groups = self.n_keep.len();
+        let test = self.dataset(t.params().n_test, 2)?;
+        let rows = if unit == 0 {
+            t.table_rows(method, &evaluate_statistical(&st, &test, n_groups, StatDesign::PERFECT, None)?)
+        } else {
+            let val = self.dataset(t.params().n_val, 1)?;
+            let (margins, mut rows) = t.bisect_margins(method, |g, m| {
+                let members: Vec<StatInstance> = val.iter().filter(|i| i.group == g).cloned().collect();
+                Ok(evaluate_statistical(&st, &members, n_groups, StatDesign::margin(m), None)?.outage[g])
+            })?;
+            let val_stats = evaluate_statistical(&st, &val, n_groups, StatDesign::margin(1.0), Some(&margins))?;
+            rows.extend(t.val_rows(method, &val_stats));
+            let stats = evaluate_statistical(&st, &test, n_groups, StatDesign::margin(1.0), Some(&margins))?;
+            rows.extend(t.table_rows(method, &stats));
+            rows
+        };
+        let xs: Vec<f64> = self.n_keep.iter().map(|&l| l as f64).collect();
+        Ok(relabel_groups(rows, &xs))
+    }
+}
+
+impl FamilyExperiment for StatisticalTable {
+    fn n_units(&self) -> usize {
+        METHODS.len()
+    }
+
+    fn unit_label(&self, unit: usize) -> String {
+        METHODS.get(unit).map_or_else(|| format!("unit {unit}"), |m| (*m).to_string())
+    }
+
+    fn run_unit(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, CoreError> {
+        self.run(unit, seed).map_err(|e| CoreError::Method { method: self.unit_label(unit), source: Box::new(e) })
+    }
+}
+
+/// Builds the experiment from its parameters.
+///
+/// # Errors
+/// As [`StatisticalTable::new`].
+pub fn statistical_table(params: StatisticalParams) -> Result<StatisticalTable, Error> {
+    StatisticalTable::new(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::greedy::dft_codebook;
+    use crate::qos::QosOptions;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn max_abs(a: &Array2<c64>) -> f64 {
+        a.iter().map(|z| z.norm()).fold(0.0, f64::max)
+    }
+
+    fn settings() -> UnrollSettings {
+        UnrollSettings {
+            codebook: dft_codebook(4, 4, 1, 1).unwrap(),
+            n_rf: 5,
+            n_selections: 5,
+            power_budget: 100.0,
+            qos: QosOptions::default(),
+            softmin_sharpness: 5.0,
+        }
+    }
+
+    #[test]
+    fn sample_covariance_converges_to_the_covariance() {
+        let r = upa_cov(2, 2, 0.3, -0.4, 0.2);
+        let s = psd_sqrt(&r).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let draws: Vec<Array1<c64>> = (0..40_000).map(|_| s.dot(&complex_normal(4, &mut rng))).collect();
+        let err = |t: usize| max_abs(&(sample_covariance(&draws[..t]).unwrap() - &r));
+        let (e_small, e_large) = (err(40), err(40_000));
+        assert!(e_large < 0.03, "T = 40000: {e_large}");
+        assert!(e_large < e_small / 5.0, "{e_small} -> {e_large}");
+        // One sample: the rank-one outer product; Hermitian always.
+        let one = sample_covariance(&draws[..1]).unwrap();
+        assert!(max_abs(&(&one - &outer(draws[0].view(), draws[0].view()))) < 1e-15);
+        assert!(sample_covariance(&[]).is_err());
+        assert!(sample_covariance(&[draws[0].clone(), Array1::zeros(3)]).is_err());
+    }
+
+    #[test]
+    fn instances_share_statistics_across_samples() {
+        let sc = Scenario { angular_spread_deg: 5.0, ..Scenario::default() };
+        let inst = draw_stat_instance(&sc, 2, 6, 1, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!((inst.samples.len(), inst.r_hat.len(), inst.group), (6, 3, 1));
+        for s in &inst.samples {
+            assert_eq!(s.targets, inst.targets());
+            assert_eq!((s.zeta, s.group), (2.0, 1));
+            assert!(s.err_cov.is_none());
+        }
+        assert_ne!(inst.samples[0].h, inst.samples[1].h, "samples are independent draws");
+        let direct = sample_covariance(&inst.samples.iter().map(|s| s.h_est[2].clone()).collect::<Vec<_>>()).unwrap();
+        assert!(max_abs(&(&direct - &inst.r_hat[2])) < 1e-12);
+        assert!(draw_stat_instance(&sc, 0, 6, 0, &mut ChaCha8Rng::seed_from_u64(1)).is_err());
+        assert!(draw_stat_instance(&sc, 2, 0, 0, &mut ChaCha8Rng::seed_from_u64(1)).is_err());
+    }
+
+    #[test]
+    fn perfect_statistics_design_meets_every_feasible_sample_target() {
+        let sc = Scenario { angular_spread_deg: 5.0, n_users: 2, ..Scenario::default() };
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let insts: Vec<StatInstance> =
+            (0..6).map(|g| draw_stat_instance(&sc, 1, 4, g % 2, &mut rng).unwrap()).collect();
+        let st = settings();
+        let perf = StatDesign { use_truth: true, margin: 1.0, project: false };
+        let stats = evaluate_statistical(&st, &insts, 2, perf, None).unwrap();
+        // Every sample either meets its targets exactly on the true channel or is infeasible
+        // (counted as all users in outage), so the outage is at most the infeasible share.
+        let users: f64 = insts.iter().map(|i| (i.samples.len() * i.targets().len()) as f64).sum();
+        let out_users: f64 = stats
+            .outage
+            .iter()
+            .zip([0, 1])
+            .map(|(o, g)| {
+                o * insts
+                    .iter()
+                    .filter(|i| i.group == g)
+                    .map(|i| (i.samples.len() * i.targets().len()) as f64)
+                    .sum::<f64>()
+            })
+            .sum();
+        assert!(out_users <= (stats.n_infeasible * 2) as f64 + 1e-9, "{stats:?} of {users}");
+        // The estimate with feedback L = 1 and no margin misses some targets.
+        let est = evaluate_statistical(&st, &insts, 2, StatDesign::margin(1.0), None).unwrap();
+        assert!(est.outage.iter().any(|o| *o > 0.0), "{est:?}");
+        // Deterministic.
+        assert_eq!(evaluate_statistical(&st, &insts, 2, perf, None).unwrap(), stats);
+    }
+
+    fn tiny() -> StatisticalParams {
+        StatisticalParams {
+            base: OutageTableParams {
+                n_users: 2,
+                n_val: 6,
+                n_test: 6,
+                margin_steps: 3,
+                angular_spread_deg: 5.0,
+                ..OutageTableParams::default()
+            },
+            n_keep: vec![1, 4],
+            n_samples: 3,
+        }
+    }
+
+    #[test]
+    fn table_units_run_with_zero_outage_under_perfect_csi() {
+        let exp = statistical_table(tiny()).unwrap();
+        assert_eq!(exp.n_units(), 2);
+        let perf = exp.run_unit(0, 1).unwrap();
+        let pick = |rows: &[CurveRow], m: &str| -> Vec<(f64, f64)> {
+            rows.iter().filter(|r| r.metric == m).map(|r| (r.x, r.mean)).collect()
+        };
+        assert_eq!(pick(&perf, "outage"), vec![(1.0, 0.0), (4.0, 0.0)]);
+        assert!(pick(&perf, "power").iter().all(|(_, p)| *p > 0.0 && *p <= 100.0));
+        let marg = exp.run_unit(1, 1).unwrap();
+        assert_eq!(pick(&marg, "margin_db").iter().map(|r| r.0).collect::<Vec<_>>(), vec![1.0, 4.0]);
+        assert!(pick(&marg, "outage").iter().all(|(_, o)| (0.0..=1.0).contains(o)));
+        assert_eq!(exp.run_unit(1, 1).unwrap(), marg, "deterministic");
+        assert!(statistical_table(StatisticalParams { n_keep: vec![], ..tiny() }).is_err());
+        assert!(statistical_table(StatisticalParams { n_keep: vec![17], ..tiny() }).is_err());
+        assert!(statistical_table(StatisticalParams { n_samples: 0, ..tiny() }).is_err());
+        assert!(serde_json::from_str::<StatisticalParams>(r#"{"n_keeps": [1]}"#).is_err());
+    }
+}
