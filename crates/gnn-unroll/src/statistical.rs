@@ -149,16 +149,15 @@ impl StatDesign {
     }
 }
 
-/// The analog matrix chosen by the greedy selection on the covariances of `inst` (no power cap);
-/// `None` when no visited selection is feasible.
+/// The analog matrix chosen by the greedy selection on the covariances of `inst` (no power cap).
+/// When no visited selection makes the statistical problem feasible (full-rank covariances leave
+/// interference that high, margin-inflated targets cannot beat), the SNR initialisation (34) is
+/// kept: the analog beams only need to be good, the per-sample baseband problems decide
+/// feasibility.
 ///
 /// # Errors
 /// Codebook and solver errors other than infeasibility.
-pub fn statistical_analog(
-    st: &UnrollSettings,
-    inst: &StatInstance,
-    design: StatDesign,
-) -> Result<Option<Array2<c64>>, Error> {
+pub fn statistical_analog(st: &UnrollSettings, inst: &StatInstance, design: StatDesign) -> Result<Array2<c64>, Error> {
     let covs = if design.use_truth { &inst.r_true } else { &inst.r_hat };
     let targets: Vec<f64> = inst.targets().iter().map(|g| g * design.margin).collect();
     let opts = GreedyOptions {
@@ -169,16 +168,17 @@ pub fn statistical_analog(
         record_trials: false,
     };
     let init = snr_init(&st.codebook, covs, st.n_rf)?;
-    match greedy_hbf(&st.codebook, covs, covs, &targets, &init, &opts) {
-        Ok(res) => Ok(Some(st.codebook.select(ndarray::Axis(1), &res.selection))),
-        Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
+    let selection = match greedy_hbf(&st.codebook, covs, covs, &targets, &init, &opts) {
+        Ok(res) => res.selection,
+        Err(Error::Infeasible { .. } | Error::Singular { .. }) => init,
+        Err(e) => return Err(e),
+    };
+    Ok(st.codebook.select(ndarray::Axis(1), &selection))
 }
 
 /// Evaluates `design` on `instances`: statistics over all samples (outage per user and sample on
 /// the true channels, mean power per sample; a sample whose design fails counts as all users in
-/// outage at `P_max`). `margin_of(group)`, when given, replaces the design's margin per group.
+/// outage at `P_max`). `margin_of`, when given, replaces the design's margin per group.
 ///
 /// # Errors
 /// As [`statistical_analog`] and the baseband solver.
@@ -204,12 +204,9 @@ pub fn evaluate_statistical(
         flat.extend(inst.samples.iter().cloned());
         parent.extend(std::iter::repeat_n(j, inst.samples.len()));
     }
-    evaluate_indexed(&flat, n_groups, st.power_budget, |idx, sample| match &analogs[parent[idx]] {
-        Some(a) => {
-            let d = design_of(sample.group);
-            baseband_design(a, st.power_budget, sample, d.use_truth, d.margin, d.project)
-        }
-        None => Ok(None),
+    evaluate_indexed(&flat, n_groups, st.power_budget, |idx, sample| {
+        let d = design_of(sample.group);
+        baseband_design(&analogs[parent[idx]], st.power_budget, sample, d.use_truth, d.margin, d.project)
     })
 }
 
@@ -217,9 +214,12 @@ pub fn evaluate_statistical(
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatisticalParams {
-    /// Scenario, data-set and margin-search parameters shared with Table 2 (`rho_db` is not
-    /// used; the default angular spread is 5°, paper §5.5).
+    /// Scenario, data-set and margin-search parameters shared with Table 2 (`rho_db`,
+    /// `angular_spread_deg` and the training parameters are not used).
     pub base: OutageTableParams,
+    /// Angular spread (degrees; paper §5.5: 5°). A top-level key, so that giving any `base` key
+    /// (which deserialises `base` with Table 2's defaults) cannot silently change it.
+    pub angular_spread_deg: f64,
     /// Kept DFT feedback coefficients `L`, one constraint group each (`ζ = L`).
     pub n_keep: Vec<usize>,
     /// Channel samples `T_s` per system instance.
@@ -228,11 +228,7 @@ pub struct StatisticalParams {
 
 impl Default for StatisticalParams {
     fn default() -> Self {
-        Self {
-            base: OutageTableParams { angular_spread_deg: 5.0, ..OutageTableParams::default() },
-            n_keep: vec![1, 2, 4],
-            n_samples: 8,
-        }
+        Self { base: OutageTableParams::default(), angular_spread_deg: 5.0, n_keep: vec![1, 2, 4], n_samples: 8 }
     }
 }
 
@@ -264,11 +260,17 @@ impl StatisticalTable {
                 params.n_keep
             )));
         }
+        if !(params.angular_spread_deg.is_finite() && params.angular_spread_deg >= 0.0) {
+            return Err(Error::InvalidInput(format!(
+                "statistical table: angular spread {}",
+                params.angular_spread_deg
+            )));
+        }
         let b = &params.base;
         let scenario = Scenario {
             n_antennas: (b.n_antennas[0], b.n_antennas[1]),
             n_users: b.n_users,
-            angular_spread_deg: b.angular_spread_deg,
+            angular_spread_deg: params.angular_spread_deg,
             max_angle_deg: 60.0,
             target_db: (b.target_db[0], b.target_db[1]),
         };
@@ -429,6 +431,11 @@ mod tests {
         assert!(est.outage.iter().any(|o| *o > 0.0), "{est:?}");
         // Deterministic.
         assert_eq!(evaluate_statistical(&st, &insts, 2, perf, None).unwrap(), stats);
+        // Statistically infeasible targets (120 dB margin, beyond the solver's power cap): the SNR
+        // initialisation is kept.
+        let init = snr_init(&st.codebook, &insts[0].r_hat, st.n_rf).unwrap();
+        let a = statistical_analog(&st, &insts[0], StatDesign::margin(1e12)).unwrap();
+        assert_eq!(a, st.codebook.select(ndarray::Axis(1), &init));
     }
 
     fn tiny() -> StatisticalParams {
@@ -438,9 +445,9 @@ mod tests {
                 n_val: 6,
                 n_test: 6,
                 margin_steps: 3,
-                angular_spread_deg: 5.0,
                 ..OutageTableParams::default()
             },
+            angular_spread_deg: 5.0,
             n_keep: vec![1, 4],
             n_samples: 3,
         }
@@ -463,6 +470,11 @@ mod tests {
         assert!(statistical_table(StatisticalParams { n_keep: vec![], ..tiny() }).is_err());
         assert!(statistical_table(StatisticalParams { n_keep: vec![17], ..tiny() }).is_err());
         assert!(statistical_table(StatisticalParams { n_samples: 0, ..tiny() }).is_err());
+        assert!(statistical_table(StatisticalParams { angular_spread_deg: f64::NAN, ..tiny() }).is_err());
         assert!(serde_json::from_str::<StatisticalParams>(r#"{"n_keeps": [1]}"#).is_err());
+        // A `base` key does not reset the spread to Table 2's 10°.
+        let p: StatisticalParams = serde_json::from_str(r#"{"base": {"n_test": 5}}"#).unwrap();
+        assert_eq!((p.angular_spread_deg, p.base.n_test), (5.0, 5));
+        assert_eq!(exp.scenario.angular_spread_deg, 5.0);
     }
 }
