@@ -241,6 +241,16 @@ mod tests {
     }
 
     #[test]
+    fn rows_do_not_depend_on_the_thread_count() {
+        let exp = generalisation_table(tiny()).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| [1, 3].map(|u| exp.run_unit(u, 11).unwrap()))
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
     fn params_are_validated_and_strict() {
         let with = |f: fn(&mut GeneralisationParams)| {
             let mut p = tiny();

@@ -467,6 +467,8 @@ mod tests {
         assert_eq!(pick(&marg, "margin_db").iter().map(|r| r.0).collect::<Vec<_>>(), vec![1.0, 4.0]);
         assert!(pick(&marg, "outage").iter().all(|(_, o)| (0.0..=1.0).contains(o)));
         assert_eq!(exp.run_unit(1, 1).unwrap(), marg, "deterministic");
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert_eq!(pool.install(|| exp.run_unit(1, 1).unwrap()), marg, "one thread, same rows");
         assert!(statistical_table(StatisticalParams { n_keep: vec![], ..tiny() }).is_err());
         assert!(statistical_table(StatisticalParams { n_keep: vec![17], ..tiny() }).is_err());
         assert!(statistical_table(StatisticalParams { n_samples: 0, ..tiny() }).is_err());
