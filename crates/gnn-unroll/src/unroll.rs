@@ -91,16 +91,30 @@ impl UnrolledOutput {
 /// Wanted and interference covariances `(R̃^S_k, R̃^I_k)`, `K` matrices `[N × N]` each.
 pub type VirtualChannels = (Vec<Array2<c64>>, Vec<Array2<c64>>);
 
-/// Virtual-channel covariances `(R̃^S_k, R̃^I_k)` from estimates `h_est` and `coeffs: [K × 4]`.
+/// Virtual-channel covariances `(R̃^S_k, R̃^I_k)` from estimates `h_est` and `coeffs: [K × 4]`
+/// (the rank-one case `R̂_k = ĥ_k ĥ_k^H` of [`virtual_channels_cov`]).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] when `coeffs` is not `[K × 4]`, or has a non-finite or negative entry.
 pub fn virtual_channels(h_est: &[Array1<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
-    let k = h_est.len();
+    virtual_channels_cov(&rank_one_covariances(h_est), coeffs)
+}
+
+/// Virtual-channel covariances from (possibly full-rank) estimated covariances `R̂_k`:
+/// `R̃^S_k = c_k1 R̂_k + c_k2 τ_k I`, `R̃^I_k = c_k3 R̂_k + c_k4 τ_k I`, `τ_k = tr(R̂_k)/N`
+/// (statistical CSI of Table 4 uses the sample covariance of the fed-back samples).
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `coeffs` is not `[K × 4]`, has a non-finite or negative entry, or a
+/// covariance is not square.
+pub fn virtual_channels_cov(r: &[Array2<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
+    let k = r.len();
     if coeffs.dim() != (k, 4) || coeffs.iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
         return Err(Error::InvalidInput(format!("coefficients must be finite, >= 0 and {k}x4")));
     }
-    let r = rank_one_covariances(h_est);
+    if r.iter().any(|ru| ru.nrows() != ru.ncols()) {
+        return Err(Error::InvalidInput("covariances must be square".into()));
+    }
     let mut wanted = Vec::with_capacity(k);
     let mut interference = Vec::with_capacity(k);
     for (u, ru) in r.iter().enumerate() {
@@ -269,17 +283,36 @@ pub struct Backward {
 /// `∂/∂c_k1 = Re tr(∇_{S_k} A^H R̂_k A)`, `∂/∂c_k2 = τ_k Re tr(∇_{S_k} A^H A)`, likewise `c_k3, c_k4`.
 fn coefficient_chain(h_est: &[Array1<c64>], a: &Array2<c64>, g: &QosGradient) -> Array2<f64> {
     let ah = adjoint(a);
-    let gram = ah.dot(a);
     let n = a.nrows() as f64;
+    coefficient_chain_with(h_est.len(), a, g, |u| {
+        let b = ah.dot(&h_est[u]);
+        let tau = h_est[u].iter().map(|z| z.norm_sqr()).sum::<f64>() / n;
+        (crate::util::outer(b.view(), b.view()), tau)
+    })
+}
+
+/// [`coefficient_chain`] for (possibly full-rank) covariances `R̂_k`.
+pub fn coefficient_chain_cov(r: &[Array2<c64>], a: &Array2<c64>, g: &QosGradient) -> Array2<f64> {
+    let ah = adjoint(a);
+    let n = a.nrows() as f64;
+    coefficient_chain_with(r.len(), a, g, |u| (ah.dot(&r[u]).dot(a), r[u].diag().iter().map(|z| z.re).sum::<f64>() / n))
+}
+
+/// The shared chain: `proj(u) = (A^H R̂_u A, τ_u)`.
+fn coefficient_chain_with(
+    k: usize,
+    a: &Array2<c64>,
+    g: &QosGradient,
+    proj: impl Fn(usize) -> (Array2<c64>, f64),
+) -> Array2<f64> {
+    let gram = adjoint(a).dot(a);
     let tr = |g: &Array2<c64>, e: &Array2<c64>| g.iter().zip(e.t().iter()).map(|(p, q)| (p * q).re).sum::<f64>();
-    let mut dc = Array2::<f64>::zeros((h_est.len(), 4));
-    for (u, h) in h_est.iter().enumerate() {
-        let b = ah.dot(h);
-        let proj = crate::util::outer(b.view(), b.view());
-        let tau = h.iter().map(|z| z.norm_sqr()).sum::<f64>() / n;
-        dc[[u, 0]] = tr(&g.wanted[u], &proj);
+    let mut dc = Array2::<f64>::zeros((k, 4));
+    for u in 0..k {
+        let (p, tau) = proj(u);
+        dc[[u, 0]] = tr(&g.wanted[u], &p);
         dc[[u, 1]] = tau * tr(&g.wanted[u], &gram);
-        dc[[u, 2]] = tr(&g.interference[u], &proj);
+        dc[[u, 2]] = tr(&g.interference[u], &p);
         dc[[u, 3]] = tau * tr(&g.interference[u], &gram);
     }
     dc
@@ -345,20 +378,65 @@ pub fn backward(
     let grad_v = powers_beams_to_v(sol, &grad_p, &grad_w)?;
     let g = implicit_vjp(&out.system, sol, &grad_v, &vec![0.0; k])?;
     // ∂L/∂A* through S_k and I_k: R̃ A ∇ with R̃ = c ĥĥ^H + c' τ I.
-    for (u, h) in inst.h_est.iter().enumerate() {
-        let tau = h.iter().map(|z| z.norm_sqr()).sum::<f64>() / n as f64;
-        let hha = ah.dot(h); // A^H ĥ
-        for (grad, c_r, c_i) in [
-            (&g.wanted[u], out.coeffs[[u, 0]], out.coeffs[[u, 1]]),
-            (&g.interference[u], out.coeffs[[u, 2]], out.coeffs[[u, 3]]),
-        ] {
-            // c_r ĥ (ĥ^H A G) + c_i τ A G.
-            let row = grad.t().dot(&hha.mapv(|z| z.conj())); // (ĥ^H A G)^T
-            d_analog += &crate::util::outer(h.view(), row.mapv(|z| z.conj()).view()).mapv(|z| z * c_r);
-            d_analog.scaled_add(c64::new(c_i * tau, 0.0), &out.analog.dot(grad));
+    let taus: Vec<f64> = inst.h_est.iter().map(|h| h.iter().map(|z| z.norm_sqr()).sum::<f64>() / n as f64).collect();
+    analog_chain_with(&mut d_analog, &out.analog, &out.coeffs, &g, &taus, |u, grad| {
+        let h = &inst.h_est[u];
+        // ĥ (ĥ^H A G).
+        let row = grad.t().dot(&ah.dot(h).mapv(|z| z.conj())); // (ĥ^H A G)^T
+        crate::util::outer(h.view(), row.mapv(|z| z.conj()).view())
+    });
+    Ok(Backward { coeffs: coefficient_chain(&inst.h_est, &out.analog, &g), analog: d_analog })
+}
+
+/// Adds `∂L/∂A*` through `S_k = A^H R̃^S_k A`, `I_k = A^H R̃^I_k A` to `d_analog`:
+/// `Σ_k (c_k1 R̂_k A ∇_{S_k} + c_k2 τ_k A ∇_{S_k} + c_k3 R̂_k A ∇_{I_k} + c_k4 τ_k A ∇_{I_k})`,
+/// with `r_a_grad(k, ∇) = R̂_k A ∇`.
+fn analog_chain_with(
+    d_analog: &mut Array2<c64>,
+    a: &Array2<c64>,
+    coeffs: &Array2<f64>,
+    g: &QosGradient,
+    taus: &[f64],
+    r_a_grad: impl Fn(usize, &Array2<c64>) -> Array2<c64>,
+) {
+    for (u, tau) in taus.iter().enumerate() {
+        for (grad, c_r, c_i) in
+            [(&g.wanted[u], coeffs[[u, 0]], coeffs[[u, 1]]), (&g.interference[u], coeffs[[u, 2]], coeffs[[u, 3]])]
+        {
+            *d_analog += &r_a_grad(u, grad).mapv(|z| z * c_r);
+            d_analog.scaled_add(c64::new(c_i * tau, 0.0), &a.dot(grad));
         }
     }
-    Ok(Backward { coeffs: coefficient_chain(&inst.h_est, &out.analog, &g), analog: d_analog })
+}
+
+/// `∂L/∂A*` through the virtual channels built from (possibly full-rank) covariances `R̂_k`
+/// ([`virtual_channels_cov`]) for Hermitian upstream gradients `g` of `S_k`, `I_k`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `r`, `coeffs` and `g` disagree in the number of users or sizes.
+pub fn analog_chain_cov(
+    r: &[Array2<c64>],
+    a: &Array2<c64>,
+    coeffs: &Array2<f64>,
+    g: &QosGradient,
+) -> Result<Array2<c64>, Error> {
+    let (n, m) = a.dim();
+    let k = r.len();
+    if coeffs.dim() != (k, 4)
+        || g.wanted.len() != k
+        || g.interference.len() != k
+        || r.iter().any(|ru| ru.dim() != (n, n))
+        || g.wanted.iter().chain(&g.interference).any(|x| x.dim() != (m, m))
+    {
+        return Err(Error::InvalidInput(format!(
+            "analog chain: {k} covariances, A {n}x{m}, coefficients {:?}",
+            coeffs.dim()
+        )));
+    }
+    let taus: Vec<f64> = r.iter().map(|ru| ru.diag().iter().map(|z| z.re).sum::<f64>() / n as f64).collect();
+    let mut d = Array2::<c64>::zeros((n, m));
+    analog_chain_with(&mut d, a, coeffs, g, &taus, |u, grad| r[u].dot(&a.dot(grad)));
+    Ok(d)
 }
 
 /// [`forward`] without recording the greedy trials (inference and evaluation).
@@ -521,6 +599,99 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// Full-rank covariance chain rule vs central differences of
+    /// `L(c) = Σ_k Re tr(G^S_k A^H R̃^S_k(c) A + G^I_k A^H R̃^I_k(c) A)` with fixed Hermitian `G`.
+    #[test]
+    fn covariance_coefficient_chain_matches_finite_differences() {
+        use crate::util::outer;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (n, m, k) = (6, 3, 3);
+        let mut cvec = |len: usize| -> Array1<c64> {
+            Array1::from_shape_fn(len, |_| {
+                c64::new(rand::Rng::random_range(&mut rng, -1.0..1.0), rand::Rng::random_range(&mut rng, -1.0..1.0))
+            })
+        };
+        let mut cov = || -> Array2<c64> {
+            let mut r = Array2::<c64>::zeros((n, n));
+            for _ in 0..4 {
+                let v = cvec(n);
+                r += &outer(v.view(), v.view());
+            }
+            r
+        };
+        let r: Vec<Array2<c64>> = (0..k).map(|_| cov()).collect();
+        let mut herm = || -> Array2<c64> {
+            let mut g = Array2::<c64>::zeros((m, m));
+            for s in [1.0, -0.7] {
+                let v = cvec(m);
+                g.scaled_add(c64::new(s, 0.0), &outer(v.view(), v.view()));
+            }
+            g
+        };
+        let g = QosGradient {
+            wanted: (0..k).map(|_| herm()).collect(),
+            interference: (0..k).map(|_| herm()).collect(),
+            phi: Array2::zeros((m, m)),
+        };
+        let a = Array2::from_shape_fn((n, m), |(i, j)| c64::new((i as f64 + 1.0).sin(), (j as f64 * i as f64).cos()));
+        let ah = adjoint(&a);
+        let loss = |c: &Array2<f64>| -> f64 {
+            let (s, i) = virtual_channels_cov(&r, c).unwrap();
+            let tr =
+                |g: &Array2<c64>, e: &Array2<c64>| g.iter().zip(e.t().iter()).map(|(p, q)| (p * q).re).sum::<f64>();
+            (0..k)
+                .map(|u| tr(&g.wanted[u], &ah.dot(&s[u]).dot(&a)) + tr(&g.interference[u], &ah.dot(&i[u]).dot(&a)))
+                .sum()
+        };
+        let c = coeffs();
+        let dc = coefficient_chain_cov(&r, &a, &g);
+        for u in 0..k {
+            for i in 0..4 {
+                let t = 1e-6 * c[[u, i]];
+                let mut cp = c.clone();
+                cp[[u, i]] += t;
+                let mut cm = c.clone();
+                cm[[u, i]] -= t;
+                let fd = (loss(&cp) - loss(&cm)) / (2.0 * t);
+                let rel = (fd - dc[[u, i]]).abs() / fd.abs().max(1e-2);
+                assert!(rel < 1e-5, "c[{u},{i}]: fd {fd} vs {} (rel {rel:e})", dc[[u, i]]);
+            }
+        }
+        // ∂L/∂A*: for L real, dL = 2 Re Σ conj(∂L/∂A*) ∘ dA.
+        let da = analog_chain_cov(&r, &a, &c, &g).unwrap();
+        let loss_a = |a: &Array2<c64>| -> f64 {
+            let (s, i) = virtual_channels_cov(&r, &c).unwrap();
+            let ah = adjoint(a);
+            let tr =
+                |g: &Array2<c64>, e: &Array2<c64>| g.iter().zip(e.t().iter()).map(|(p, q)| (p * q).re).sum::<f64>();
+            (0..k)
+                .map(|u| tr(&g.wanted[u], &ah.dot(&s[u]).dot(a)) + tr(&g.interference[u], &ah.dot(&i[u]).dot(a)))
+                .sum()
+        };
+        for (idx, dir) in [(0usize, c64::new(1.0, 0.0)), (7, c64::new(0.0, 1.0)), (13, c64::new(0.6, -0.8))] {
+            let (p, q) = (idx / m, idx % m);
+            let t = 1e-6;
+            let mut ap = a.clone();
+            ap[[p, q]] += dir * t;
+            let mut am = a.clone();
+            am[[p, q]] -= dir * t;
+            let fd = (loss_a(&ap) - loss_a(&am)) / (2.0 * t);
+            let an = 2.0 * (da[[p, q]].conj() * dir).re;
+            let rel = (fd - an).abs() / fd.abs().max(1e-2);
+            assert!(rel < 1e-5, "A[{p},{q}] dir {dir}: fd {fd} vs {an} (rel {rel:e})");
+        }
+        assert!(analog_chain_cov(&r[..2], &a, &c, &g).is_err());
+        // Rank-one covariances reproduce the estimate-based chain.
+        let inst = instance(3);
+        let a =
+            Array2::from_shape_fn((inst.h_est[0].len(), m), |(i, j)| c64::new(((i + j) as f64).cos(), 0.3 * i as f64));
+        let d1 = coefficient_chain(&inst.h_est, &a, &g);
+        let d2 = coefficient_chain_cov(&rank_one_covariances(&inst.h_est), &a, &g);
+        let scale = d1.iter().fold(1.0f64, |mx, x| mx.max(x.abs()));
+        assert!(d1.iter().zip(&d2).all(|(x, y)| (x - y).abs() <= 1e-12 * scale), "{d1} vs {d2}");
+        assert!(virtual_channels_cov(&[Array2::zeros((2, 3))], &Array2::ones((1, 4))).is_err());
     }
 
     #[test]
