@@ -134,6 +134,42 @@ pub fn shift_operator(h_est: &[Array1<c64>]) -> Array2<f64> {
     })
 }
 
+/// Statistical features `[K × 3]` (Table 4): `[ln tr R̂_k, ln γ_k, ln ζ]` (arguments floored at
+/// 1e-30). For `R̂_k = ĥ_k ĥ_k^H` they equal [`features`].
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `r_hat` and `targets` differ in length.
+pub fn stat_features(r_hat: &[Array2<c64>], targets: &[f64], zeta: f64) -> Result<Array2<f64>, Error> {
+    if r_hat.len() != targets.len() {
+        return Err(Error::InvalidInput(format!("{} covariances for {} targets", r_hat.len(), targets.len())));
+    }
+    let ln = |x: f64| x.max(1e-30).ln();
+    Ok(Array2::from_shape_fn((r_hat.len(), N_FEATURES), |(k, f)| match f {
+        0 => ln(r_hat[k].diag().iter().map(|z| z.re).sum()),
+        1 => ln(targets[k]),
+        _ => ln(zeta),
+    }))
+}
+
+/// Statistical shift operator `[K × K]` (spec §3): `|tr(R̂_k R̂_j)| / (‖R̂_k‖_F ‖R̂_j‖_F)`, zero
+/// diagonal (0 for a zero covariance or mismatched sizes). For rank-one `R̂_k = ĥ_k ĥ_k^H` it is the
+/// entrywise square of [`shift_operator`].
+#[must_use]
+pub fn stat_shift_operator(r_hat: &[Array2<c64>]) -> Array2<f64> {
+    let k = r_hat.len();
+    let norms: Vec<f64> = r_hat.iter().map(|r| r.iter().map(|z| z.norm_sqr()).sum::<f64>().sqrt()).collect();
+    Array2::from_shape_fn((k, k), |(i, j)| {
+        let (ri, rj) = (&r_hat[i], &r_hat[j]);
+        if i == j || norms[i] == 0.0 || norms[j] == 0.0 || !(norms[i] * norms[j]).is_finite() || ri.dim() != rj.dim() {
+            0.0
+        } else {
+            // tr(R_i R_j) = Σ_ab R_i[a,b] R_j[b,a].
+            let c: c64 = ri.iter().zip(rj.t().iter()).map(|(a, b)| a * b).sum();
+            (c.norm() / (norms[i] * norms[j])).min(1.0)
+        }
+    })
+}
+
 /// Builds a [`Gcn`] with its variables in `vars` (seeded), output biases initialised as in the
 /// module docs.
 ///
@@ -208,4 +244,37 @@ pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>
     let v: Vec<Vec<f64>> = c.to_vec2()?;
     let arr = Array2::from_shape_fn((k, N_COEFFS), |(i, j)| v[i][j]);
     Ok((c, arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::greedy::rank_one_covariances;
+
+    /// Rank-one statistics reduce to the instantaneous inputs: same features, squared shift.
+    #[test]
+    fn statistical_inputs_reduce_to_the_instantaneous_ones_for_rank_one_covariances() {
+        let inst = crate::unroll::tests::instance(7);
+        let r = rank_one_covariances(&inst.h_est);
+        let f = stat_features(&r, &inst.targets, inst.zeta).unwrap();
+        assert!(f.iter().zip(features(&inst).iter()).all(|(a, b)| (a - b).abs() < 1e-12));
+        let s = stat_shift_operator(&r);
+        let s1 = shift_operator(&inst.h_est);
+        assert!(s.iter().zip(s1.iter()).all(|(a, b)| (a - b * b).abs() < 1e-12), "{s} vs {s1}");
+        // A sum of rank-one terms: symmetric, in [0, 1], zero diagonal; orthogonal supports give 0.
+        let full: Vec<Array2<c64>> = r.iter().map(|ri| ri + &r[0]).collect();
+        let s = stat_shift_operator(&full);
+        for i in 0..s.nrows() {
+            assert_eq!(s[[i, i]], 0.0);
+            for j in 0..s.ncols() {
+                assert!((s[[i, j]] - s[[j, i]]).abs() < 1e-12 && (0.0..=1.0).contains(&s[[i, j]]));
+            }
+        }
+        let mut e0 = Array2::<c64>::zeros((2, 2));
+        e0[[0, 0]] = c64::new(1.0, 0.0);
+        let mut e1 = Array2::<c64>::zeros((2, 2));
+        e1[[1, 1]] = c64::new(2.0, 0.0);
+        assert_eq!(stat_shift_operator(&[e0.clone(), e1, Array2::zeros((2, 2))]), Array2::<f64>::zeros((3, 3)));
+        assert!(stat_features(&[e0], &[1.0, 2.0], 1.0).is_err());
+    }
 }

@@ -137,8 +137,23 @@ pub fn select(
     settings: &UnrollSettings,
     record: bool,
 ) -> Result<GreedyResult, Error> {
-    let (wanted, interference) = virtual_channels(&inst.h_est, coeffs)?;
-    let init = snr_init(&settings.codebook, &rank_one_covariances(&inst.h_est), settings.n_rf)?;
+    select_cov(&rank_one_covariances(&inst.h_est), &inst.targets, coeffs, settings, record)
+}
+
+/// [`select`] on (possibly full-rank) estimated covariances `R̂_k` (statistical CSI, Table 4): SNR
+/// initialisation (34) on `R̂`, greedy selection with [`virtual_channels_cov`].
+///
+/// # Errors
+/// As [`greedy_hbf`] and [`virtual_channels_cov`].
+pub fn select_cov(
+    r_hat: &[Array2<c64>],
+    targets: &[f64],
+    coeffs: &Array2<f64>,
+    settings: &UnrollSettings,
+    record: bool,
+) -> Result<GreedyResult, Error> {
+    let (wanted, interference) = virtual_channels_cov(r_hat, coeffs)?;
+    let init = snr_init(&settings.codebook, r_hat, settings.n_rf)?;
     let opts = GreedyOptions {
         n_selections: settings.n_selections,
         power_budget: None,
@@ -146,7 +161,7 @@ pub fn select(
         qos: settings.qos,
         record_trials: record,
     };
-    greedy_hbf(&settings.codebook, &wanted, &interference, &inst.targets, &init, &opts)
+    greedy_hbf(&settings.codebook, &wanted, &interference, targets, &init, &opts)
 }
 
 /// The forward pass for a fixed selection (baseband solve, projection, true-channel SINRs).
@@ -692,6 +707,12 @@ pub(crate) mod tests {
         let scale = d1.iter().fold(1.0f64, |mx, x| mx.max(x.abs()));
         assert!(d1.iter().zip(&d2).all(|(x, y)| (x - y).abs() <= 1e-12 * scale), "{d1} vs {d2}");
         assert!(virtual_channels_cov(&[Array2::zeros((2, 3))], &Array2::ones((1, 4))).is_err());
+        // The covariance selection on rank-one covariances is the estimate-based selection.
+        let st = settings(100.0);
+        let c = coeffs();
+        let s1 = select(&inst, &c, &st, false).unwrap();
+        let s2 = select_cov(&rank_one_covariances(&inst.h_est), &inst.targets, &c, &st, false).unwrap();
+        assert_eq!(s1.selection, s2.selection);
     }
 
     #[test]
