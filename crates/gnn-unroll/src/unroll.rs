@@ -511,14 +511,42 @@ pub fn straight_through_gradient(
     d_analog: &Array2<c64>,
     settings: &UnrollSettings,
 ) -> Result<Array2<f64>, Error> {
-    let k = inst.h_est.len();
+    let vc = virtual_channels(&inst.h_est, &out.coeffs)?;
+    straight_through_with(vc, &inst.targets, out, d_analog, settings, |a, g| coefficient_chain(&inst.h_est, a, g))
+}
+
+/// [`straight_through_gradient`] for a selection made on (possibly full-rank) covariances `R̂_k`
+/// ([`select_cov`]); `out` carries the selection's trials, `A` and the coefficients.
+///
+/// # Errors
+/// As [`straight_through_gradient`] and [`virtual_channels_cov`].
+pub fn straight_through_gradient_cov(
+    r_hat: &[Array2<c64>],
+    targets: &[f64],
+    out: &UnrolledOutput,
+    d_analog: &Array2<c64>,
+    settings: &UnrollSettings,
+) -> Result<Array2<f64>, Error> {
+    let vc = virtual_channels_cov(r_hat, &out.coeffs)?;
+    straight_through_with(vc, targets, out, d_analog, settings, |a, g| coefficient_chain_cov(r_hat, a, g))
+}
+
+/// The shared straight-through pass; `chain(A, ∇)` maps trial gradients to the coefficients.
+fn straight_through_with(
+    (wanted, interference): VirtualChannels,
+    targets: &[f64],
+    out: &UnrolledOutput,
+    d_analog: &Array2<c64>,
+    settings: &UnrollSettings,
+    chain: impl Fn(&Array2<c64>, &QosGradient) -> Array2<f64>,
+) -> Result<Array2<f64>, Error> {
+    let k = wanted.len();
     let mut dc = Array2::<f64>::zeros((k, 4));
     if d_analog.dim() != out.analog.dim() {
         return Err(Error::InvalidInput("straight-through: gradient shape differs from A".into()));
     }
     let kb = settings.softmin_sharpness;
     let n_rf = out.analog.ncols();
-    let (wanted, interference) = virtual_channels(&inst.h_est, &out.coeffs)?;
     for m in 0..n_rf {
         let Some(step) = out.steps.iter().rev().find(|s| s.chain == m) else { continue };
         let powers: Vec<f64> = step.trials.iter().map(|t| t.power).collect();
@@ -552,9 +580,9 @@ pub fn straight_through_gradient(
                 wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
                 interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
                 Array2::eye(n_rf),
-                inst.targets.clone(),
+                targets.to_vec(),
             )?;
-            dc.scaled_add(*dp, &coefficient_chain(&inst.h_est, &a, &power_envelope(&sys, sol)));
+            dc.scaled_add(*dp, &chain(&a, &power_envelope(&sys, sol)));
         }
     }
     Ok(dc)
@@ -713,6 +741,16 @@ pub(crate) mod tests {
         let s1 = select(&inst, &c, &st, false).unwrap();
         let s2 = select_cov(&rank_one_covariances(&inst.h_est), &inst.targets, &c, &st, false).unwrap();
         assert_eq!(s1.selection, s2.selection);
+        // Straight-through on rank-one covariances matches the estimate-based one.
+        let out = forward(&inst, &c, &st).unwrap();
+        let d_a =
+            Array2::from_shape_fn(out.analog.dim(), |(i, j)| c64::new((i as f64 * 0.7).sin(), (j as f64 + 0.5).cos()));
+        let g1 = straight_through_gradient(&inst, &out, &d_a, &st).unwrap();
+        let g2 =
+            straight_through_gradient_cov(&rank_one_covariances(&inst.h_est), &inst.targets, &out, &d_a, &st).unwrap();
+        let scale = g1.iter().fold(1e-12f64, |mx, x| mx.max(x.abs()));
+        assert!(g1.iter().any(|x| *x != 0.0), "straight-through gradient vanished: {g1}");
+        assert!(g1.iter().zip(&g2).all(|(x, y)| (x - y).abs() <= 1e-9 * scale), "{g1} vs {g2}");
     }
 
     #[test]
