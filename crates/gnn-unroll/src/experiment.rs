@@ -27,8 +27,7 @@
 //! per group. Learned and margin units also return `val_power_group` / `val_outage_group` at
 //! `x = group`: validation numbers at the restored step / the bisected margins.
 
-use beamlab_core::CoreError;
-use beamlab_core::experiment::{CurveRow, FamilyExperiment};
+use beamlab_core::experiment::CurveRow;
 use beamlab_linalg_ops::c64;
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -516,19 +515,7 @@ pub(crate) fn relabel_groups(mut rows: Vec<CurveRow>, xs: &[f64]) -> Vec<CurveRo
     rows
 }
 
-impl FamilyExperiment for OutageTable {
-    fn n_units(&self) -> usize {
-        METHODS.len()
-    }
-
-    fn unit_label(&self, unit: usize) -> String {
-        METHODS.get(unit).map_or_else(|| format!("unit {unit}"), |m| (*m).to_string())
-    }
-
-    fn run_unit(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, CoreError> {
-        self.run(unit, seed).map_err(|e| CoreError::Method { method: self.unit_label(unit), source: Box::new(e) })
-    }
-}
+impl_table_experiment!(OutageTable);
 
 /// Builds the experiment from its parameters.
 ///
@@ -541,6 +528,7 @@ pub fn outage_table(params: OutageTableParams) -> Result<OutageTable, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use beamlab_core::experiment::FamilyExperiment;
 
     fn tiny() -> OutageTableParams {
         OutageTableParams {

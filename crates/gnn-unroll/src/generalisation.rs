@@ -24,8 +24,7 @@
 //!    every `K` (extrapolation to unseen numbers of users);
 //! 4. `U-FDBF-GCN`: the fully digital model (`A = I_N`) trained on every `K`.
 
-use beamlab_core::CoreError;
-use beamlab_core::experiment::{CurveRow, FamilyExperiment};
+use beamlab_core::experiment::CurveRow;
 
 use crate::Error;
 use crate::data::{CsiModel, Instance, Scenario};
@@ -148,19 +147,7 @@ impl Generalisation {
     }
 }
 
-impl FamilyExperiment for Generalisation {
-    fn n_units(&self) -> usize {
-        METHODS.len()
-    }
-
-    fn unit_label(&self, unit: usize) -> String {
-        METHODS.get(unit).map_or_else(|| format!("unit {unit}"), |m| (*m).to_string())
-    }
-
-    fn run_unit(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, CoreError> {
-        self.run(unit, seed).map_err(|e| CoreError::Method { method: self.unit_label(unit), source: Box::new(e) })
-    }
-}
+impl_table_experiment!(Generalisation);
 
 /// Builds the experiment from its parameters.
 ///
@@ -173,6 +160,7 @@ pub fn generalisation_table(params: GeneralisationParams) -> Result<Generalisati
 #[cfg(test)]
 mod tests {
     use super::*;
+    use beamlab_core::experiment::FamilyExperiment;
 
     fn tiny() -> GeneralisationParams {
         GeneralisationParams {

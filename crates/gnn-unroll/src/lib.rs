@@ -45,6 +45,31 @@
 
 use beamlab_linalg_ops::LinalgError;
 
+/// `FamilyExperiment` for a table experiment with a `METHODS` list of unit labels (in scope where
+/// the macro is used) and a `run(&self, unit, seed) -> Result<Vec<CurveRow>, Error>` method.
+macro_rules! impl_table_experiment {
+    ($ty:ty) => {
+        impl beamlab_core::experiment::FamilyExperiment for $ty {
+            fn n_units(&self) -> usize {
+                METHODS.len()
+            }
+
+            fn unit_label(&self, unit: usize) -> String {
+                METHODS.get(unit).map_or_else(|| format!("unit {unit}"), |m| (*m).to_string())
+            }
+
+            fn run_unit(
+                &self,
+                unit: usize,
+                seed: u64,
+            ) -> Result<Vec<beamlab_core::experiment::CurveRow>, beamlab_core::CoreError> {
+                self.run(unit, seed)
+                    .map_err(|e| beamlab_core::CoreError::Method { method: self.unit_label(unit), source: Box::new(e) })
+            }
+        }
+    };
+}
+
 pub mod data;
 pub mod experiment;
 pub mod generalisation;

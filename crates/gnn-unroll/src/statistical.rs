@@ -18,8 +18,7 @@ use beamlab_linalg_ops::c64;
 use ndarray::{Array1, Array2};
 use rand::Rng;
 
-use beamlab_core::CoreError;
-use beamlab_core::experiment::{CurveRow, FamilyExperiment};
+use beamlab_core::experiment::CurveRow;
 
 use crate::Error;
 use crate::data::{CsiModel, Instance, Scenario, complex_normal, dft_quantise, psd_sqrt, upa_cov};
@@ -322,19 +321,7 @@ impl StatisticalTable {
     }
 }
 
-impl FamilyExperiment for StatisticalTable {
-    fn n_units(&self) -> usize {
-        METHODS.len()
-    }
-
-    fn unit_label(&self, unit: usize) -> String {
-        METHODS.get(unit).map_or_else(|| format!("unit {unit}"), |m| (*m).to_string())
-    }
-
-    fn run_unit(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, CoreError> {
-        self.run(unit, seed).map_err(|e| CoreError::Method { method: self.unit_label(unit), source: Box::new(e) })
-    }
-}
+impl_table_experiment!(StatisticalTable);
 
 /// Builds the experiment from its parameters.
 ///
@@ -349,6 +336,7 @@ mod tests {
     use super::*;
     use crate::greedy::dft_codebook;
     use crate::qos::QosOptions;
+    use beamlab_core::experiment::FamilyExperiment;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

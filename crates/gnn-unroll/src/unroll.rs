@@ -611,6 +611,28 @@ pub(crate) mod tests {
         draw_instance(&Scenario::default(), &CsiModel::Pilot { lo_db: 5.0, hi_db: 5.0 }, 0, &mut rng).unwrap()
     }
 
+    /// Central differences of `loss` in every coefficient (step `1e-6 c`) against `grad`:
+    /// relative error below `tol`, relative to `max(|fd|, floor)`.
+    fn check_coefficient_gradient(
+        c: &Array2<f64>,
+        grad: &Array2<f64>,
+        loss: impl Fn(&Array2<f64>) -> f64,
+        floor: f64,
+        tol: f64,
+        label: &str,
+    ) {
+        for ((u, i), &an) in grad.indexed_iter() {
+            let t = 1e-6 * c[[u, i]];
+            let mut cp = c.clone();
+            cp[[u, i]] += t;
+            let mut cm = c.clone();
+            cm[[u, i]] -= t;
+            let fd = (loss(&cp) - loss(&cm)) / (2.0 * t);
+            let rel = (fd - an).abs() / fd.abs().max(floor);
+            assert!(rel < tol, "{label} c[{u},{i}]: fd {fd} vs {an} (rel {rel:e})");
+        }
+    }
+
     fn coeffs() -> Array2<f64> {
         ndarray::array![[1.0, 0.1, 1.2, 0.05], [0.8, 0.2, 1.0, 0.1], [1.1, 0.05, 0.9, 0.2]]
     }
@@ -629,18 +651,7 @@ pub(crate) mod tests {
                 o.margin_db.iter().zip(&gm).map(|(d, g)| d * g).sum::<f64>() + 0.3 * o.power()
             };
             let dc = coefficient_gradient(&inst, &out, &gm, 0.3).unwrap();
-            for u in 0..3 {
-                for i in 0..4 {
-                    let t = 1e-6 * c[[u, i]];
-                    let mut cp = c.clone();
-                    cp[[u, i]] += t;
-                    let mut cm = c.clone();
-                    cm[[u, i]] -= t;
-                    let fd = (loss(&cp) - loss(&cm)) / (2.0 * t);
-                    let rel = (fd - dc[[u, i]]).abs() / fd.abs().max(1e-2);
-                    assert!(rel < 1e-5, "seed {seed} P {p_max} c[{u},{i}]: fd {fd} vs {} (rel {rel:e})", dc[[u, i]]);
-                }
-            }
+            check_coefficient_gradient(&c, &dc, loss, 1e-2, 1e-5, &format!("seed {seed} P {p_max}"));
         }
     }
 
@@ -690,18 +701,7 @@ pub(crate) mod tests {
         };
         let c = coeffs();
         let dc = coefficient_chain_cov(&r, &a, &g);
-        for u in 0..k {
-            for i in 0..4 {
-                let t = 1e-6 * c[[u, i]];
-                let mut cp = c.clone();
-                cp[[u, i]] += t;
-                let mut cm = c.clone();
-                cm[[u, i]] -= t;
-                let fd = (loss(&cp) - loss(&cm)) / (2.0 * t);
-                let rel = (fd - dc[[u, i]]).abs() / fd.abs().max(1e-2);
-                assert!(rel < 1e-5, "c[{u},{i}]: fd {fd} vs {} (rel {rel:e})", dc[[u, i]]);
-            }
-        }
+        check_coefficient_gradient(&c, &dc, loss, 1e-2, 1e-5, "covariance chain");
         // ∂L/∂A*: for L real, dL = 2 Re Σ conj(∂L/∂A*) ∘ dA.
         let da = analog_chain_cov(&r, &a, &c, &g).unwrap();
         let loss_a = |a: &Array2<c64>| -> f64 {
@@ -818,18 +818,7 @@ pub(crate) mod tests {
             }
             total
         };
-        for u in 0..3 {
-            for i in 0..4 {
-                let t = 1e-6 * c[[u, i]];
-                let mut cp = c.clone();
-                cp[[u, i]] += t;
-                let mut cm = c.clone();
-                cm[[u, i]] -= t;
-                let fd = (relaxed(&cp) - relaxed(&cm)) / (2.0 * t);
-                let rel = (fd - st_grad[[u, i]]).abs() / fd.abs().max(1e-3);
-                assert!(rel < 1e-4, "c[{u},{i}]: fd {fd} vs {} (rel {rel:e})", st_grad[[u, i]]);
-            }
-        }
+        check_coefficient_gradient(&c, &st_grad, relaxed, 1e-3, 1e-4, "straight-through");
         let w = softmin_weights(&[2.0, 1.0, f64::INFINITY], 5.0);
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12 && w[2] == 0.0 && w[1] > w[0]);
     }
@@ -864,18 +853,7 @@ pub(crate) mod tests {
                 o.margin_db.iter().zip(&gm).map(|(d, g)| d * g).sum::<f64>() + 0.3 * o.power()
             };
             let dc = coefficient_gradient(&inst, &out, &gm, 0.3).unwrap();
-            for u in 0..3 {
-                for i in 0..4 {
-                    let t = 1e-6 * c[[u, i]];
-                    let mut cp = c.clone();
-                    cp[[u, i]] += t;
-                    let mut cm = c.clone();
-                    cm[[u, i]] -= t;
-                    let fd = (loss(&cp) - loss(&cm)) / (2.0 * t);
-                    let rel = (fd - dc[[u, i]]).abs() / fd.abs().max(1e-2);
-                    assert!(rel < 1e-5, "seed {seed} P {p_max} c[{u},{i}]: fd {fd} vs {} (rel {rel:e})", dc[[u, i]]);
-                }
-            }
+            check_coefficient_gradient(&c, &dc, loss, 1e-2, 1e-5, &format!("seed {seed} P {p_max}"));
         }
     }
 
