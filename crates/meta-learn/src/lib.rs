@@ -27,10 +27,12 @@
 //! ## Current state
 //!
 //! Everything above is implemented and tested (finite-difference checks of every hand-written
-//! gradient, PSD of every predicted covariance, MB-MAML with one basis equal to MAML). Not yet:
-//! validation-based SALR mask selection, second-order MAML, OOD-strength experiments. The online
-//! adaptation (5 steps, Table I network, Mt = 32, K = 4) takes ~3.4 ms per block (5.5 ms when
-//! both cores of the 2-core test machine are busy; see `docs/mbmaml.md`, Performance).
+//! gradient, PSD of every predicted covariance, MB-MAML with one basis equal to MAML), including
+//! the optional second-order meta-gradient (`MbMamlConfig::second_order`), validation-based SALR
+//! mask selection (`mask_candidates`) and the ID / OOD-spatial / OOD-strength experiments. The
+//! online adaptation (5 steps, Table I network, Mt = 32, K = 4) takes 3.4–4.5 ms per block with
+//! one basis on the 2-core test machines, 5.6–7.4 ms with the selection over 8 bases (see
+//! `docs/mbmaml.md`, Performance).
 //!
 //! ## Example
 //!
