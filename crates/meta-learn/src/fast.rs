@@ -788,15 +788,7 @@ impl FastNet {
         let m = self.m;
         match &self.head {
             Head::FullRank => {
-                let n_low = m * (m - 1) / 2;
-                fac.fill(c64::new(0.0, 0.0));
-                for i in 0..m {
-                    fac[i * m + i] = c64::new(softplus(out[i]), 0.0);
-                    for j in 0..i {
-                        let q = i * (i - 1) / 2 + j;
-                        fac[i * m + j] = c64::new(out[m + q], out[m + n_low + q]);
-                    }
-                }
+                cholesky_factor(m, out, fac);
                 for i in 0..m {
                     for j in 0..=i {
                         let mut s = c64::new(0.0, 0.0);
@@ -865,14 +857,7 @@ impl FastNet {
         match &self.head {
             Head::FullRank => {
                 let n_low = m * (m - 1) / 2;
-                fac.fill(c64::new(0.0, 0.0));
-                for i in 0..m {
-                    fac[i * m + i] = c64::new(softplus(out[i]), 0.0);
-                    for j in 0..i {
-                        let q = i * (i - 1) / 2 + j;
-                        fac[i * m + j] = c64::new(out[m + q], out[m + n_low + q]);
-                    }
-                }
+                cholesky_factor(m, out, fac);
                 // Â[i][c] = Σ_{j ≥ c} Ĝ_s[i][j] L[j][c] for c ≤ i.
                 for i in 0..m {
                     for c in 0..=i {
@@ -1504,6 +1489,20 @@ pub fn fast_loss_and_grad(
     let mut g = Vec::new();
     let l = fast.loss_and_grad(&mut FastWorkspace::default(), &theta, &ft, kind, &mut g)?;
     Ok((l, fast.unflatten(&g)?))
+}
+
+/// The full-rank head's lower-triangular factor `L` (row-major `m × m`) from the raw outputs:
+/// softplus diagonal, then the real and the imaginary parts of the strictly lower triangle.
+fn cholesky_factor(m: usize, out: &[f64], fac: &mut [c64]) {
+    let n_low = m * (m - 1) / 2;
+    fac.fill(c64::new(0.0, 0.0));
+    for i in 0..m {
+        fac[i * m + i] = c64::new(softplus(out[i]), 0.0);
+        for j in 0..i {
+            let q = i * (i - 1) / 2 + j;
+            fac[i * m + j] = c64::new(out[m + q], out[m + n_low + q]);
+        }
+    }
 }
 
 #[cfg(test)]
