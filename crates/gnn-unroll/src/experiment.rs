@@ -87,6 +87,9 @@ pub struct OutageTableParams {
     /// with the exact batch outage the quantile-trained model over-fits the batch, see
     /// docs/gnn-unroll.md).
     pub quantile_dual_signal: DualSignal,
+    /// Whether the group with the pilot power uniform over the range of `rho_db` is added
+    /// (default true, as in the paper; false is a diagnostic, docs/gnn-unroll.md).
+    pub uniform_group: bool,
 }
 
 impl Default for OutageTableParams {
@@ -110,6 +113,7 @@ impl Default for OutageTableParams {
             gcn: GcnConfig::default(),
             train: TrainParams { n_steps: 60, batch_size: 16, eval_every: 10, ..TrainParams::default() },
             quantile_dual_signal: DualSignal::Surrogate,
+            uniform_group: true,
         }
     }
 }
@@ -166,7 +170,24 @@ impl OutageTable {
             max_angle_deg: 60.0,
             target_db: (p.target_db[0], p.target_db[1]),
         };
-        Ok(Self { groups: pilot_groups(&p.rho_db).into_iter().map(|c| (scenario.clone(), c)).collect(), params })
+        let mut groups = pilot_groups(&p.rho_db);
+        if !p.uniform_group {
+            groups.truncate(p.rho_db.len());
+        }
+        let groups = groups.into_iter().map(|c| (scenario.clone(), c)).collect();
+        Self { groups, params }.checked_group_inputs()
+    }
+
+    /// One-hot group inputs of the network must match the number of constraint groups.
+    fn checked_group_inputs(self) -> Result<Self, Error> {
+        let n = self.params.gcn.group_inputs;
+        if n != 0 && n != self.groups.len() {
+            return Err(Error::InvalidInput(format!(
+                "outage table: gcn.group_inputs = {n} must be 0 or the number of constraint groups ({})",
+                self.groups.len()
+            )));
+        }
+        Ok(self)
     }
 
     /// The experiment's helpers with other constraint groups (Tables 3 and 4 reuse the Table 2
@@ -175,7 +196,13 @@ impl OutageTable {
         if groups.is_empty() {
             return Err(Error::InvalidInput("outage table: no constraint groups".into()));
         }
-        Ok(Self { groups, ..Self::new(params)? })
+        // Validate everything but the group inputs against the Table 2 groups, then the group
+        // inputs against the replacement groups.
+        let n_inputs = params.gcn.group_inputs;
+        let base = Self::new(OutageTableParams { gcn: GcnConfig { group_inputs: 0, ..params.gcn.clone() }, ..params })?;
+        let mut table = Self { groups, ..base };
+        table.params.gcn.group_inputs = n_inputs;
+        table.checked_group_inputs()
     }
 
     pub(crate) fn params(&self) -> &OutageTableParams {
@@ -579,6 +606,14 @@ mod tests {
         assert!(outage_table(OutageTableParams { n_rf: 17, ..tiny() }).is_err());
         assert!(outage_table(OutageTableParams { epsilon: 0.0, ..tiny() }).is_err());
         assert!(outage_table(OutageTableParams { rho_db: vec![], ..tiny() }).is_err());
+        // Group inputs must match the number of groups (4 with the uniform group, 3 without).
+        let gi = |n, uniform_group| OutageTableParams {
+            gcn: GcnConfig { group_inputs: n, ..GcnConfig::default() },
+            uniform_group,
+            ..tiny()
+        };
+        assert!(outage_table(gi(4, true)).is_ok() && outage_table(gi(3, false)).is_ok());
+        assert!(outage_table(gi(3, true)).is_err() && outage_table(gi(4, false)).is_err());
         let p: OutageTableParams =
             serde_json::from_str(r#"{"n_users": 4, "train": {"n_steps": 5}, "gcn": {"width": 8}}"#).unwrap();
         assert_eq!((p.n_users, p.train.n_steps, p.gcn.width, p.n_rf), (4, 5, 8, 5));

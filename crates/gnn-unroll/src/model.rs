@@ -36,11 +36,15 @@ pub struct GcnConfig {
     pub filter_order: usize,
     /// Output bound `B` of `exp(B tanh(z/B))`.
     pub bound: f64,
+    /// Number of constraint groups given to the network as a one-hot input per user (appended to
+    /// the features, not standardised); 0 (default, the paper's inputs) gives none. An own
+    /// addition: it lets the network tell apart groups that overlap in feature space (docs).
+    pub group_inputs: usize,
 }
 
 impl Default for GcnConfig {
     fn default() -> Self {
-        Self { n_layers: 3, width: 32, filter_order: 2, bound: 5.0 }
+        Self { n_layers: 3, width: 32, filter_order: 2, bound: 5.0, group_inputs: 0 }
     }
 }
 
@@ -52,6 +56,7 @@ pub struct Gcn {
     norm_mean: Tensor,
     norm_std: Tensor,
     bound: f64,
+    group_inputs: usize,
 }
 
 impl Gcn {
@@ -69,7 +74,7 @@ impl Gcn {
         let mut biases = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
             let last = l + 1 == cfg.n_layers;
-            let fan_in = if l == 0 { N_FEATURES } else { cfg.width };
+            let fan_in = if l == 0 { N_FEATURES + cfg.group_inputs } else { cfg.width };
             let fan_out = if last { N_COEFFS } else { cfg.width };
             let stdev = if last { 0.01 } else { (2.0 / (fan_in * n_taps) as f64).sqrt() };
             let lvb = vb.pp(format!("layer{l}"));
@@ -81,12 +86,20 @@ impl Gcn {
             weights.push(w);
             biases.push(b);
         }
-        let norm_mean = vb.pp("norm").get_with_hints(N_FEATURES, "mean", Init::Const(0.0))?;
-        let norm_std = vb.pp("norm").get_with_hints(N_FEATURES, "std", Init::Const(1.0))?;
-        Ok(Self { weights, biases, norm_mean, norm_std, bound: cfg.bound })
+        let n_in = N_FEATURES + cfg.group_inputs;
+        let norm_mean = vb.pp("norm").get_with_hints(n_in, "mean", Init::Const(0.0))?;
+        let norm_std = vb.pp("norm").get_with_hints(n_in, "std", Init::Const(1.0))?;
+        Ok(Self { weights, biases, norm_mean, norm_std, bound: cfg.bound, group_inputs: cfg.group_inputs })
     }
 
-    /// Coefficients `c: [K × 4]` from features `[K × 3]` and the shift operator `[K × K]`.
+    /// Number of one-hot group inputs ([`GcnConfig::group_inputs`]).
+    #[must_use]
+    pub fn group_inputs(&self) -> usize {
+        self.group_inputs
+    }
+
+    /// Coefficients `c: [K × 4]` from inputs `[K × (3 + group_inputs)]` and the shift operator
+    /// `[K × K]`.
     ///
     /// # Errors
     /// candle errors (shape mismatches).
@@ -224,10 +237,36 @@ pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Er
             }
         }
     }
-    let std: Vec<f64> = (0..N_FEATURES).map(|f| (sq[f] - mean[f] * mean[f]).max(0.0).sqrt().max(1e-3)).collect();
-    set_named(vars, "norm.mean", &Tensor::from_vec(mean.to_vec(), N_FEATURES, &Device::Cpu)?)?;
-    set_named(vars, "norm.std", &Tensor::from_vec(std, N_FEATURES, &Device::Cpu)?)?;
+    let mut std: Vec<f64> = (0..N_FEATURES).map(|f| (sq[f] - mean[f] * mean[f]).max(0.0).sqrt().max(1e-3)).collect();
+    let mut mean = mean.to_vec();
+    // One-hot group inputs (if the network has any) pass through unchanged.
+    let n_in = vars
+        .data()
+        .lock()
+        .map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?
+        .get("norm.mean")
+        .map_or(N_FEATURES, |v| v.as_tensor().elem_count());
+    mean.resize(n_in.max(N_FEATURES), 0.0);
+    std.resize(n_in.max(N_FEATURES), 1.0);
+    let n = mean.len();
+    set_named(vars, "norm.mean", &Tensor::from_vec(mean, n, &Device::Cpu)?)?;
+    set_named(vars, "norm.std", &Tensor::from_vec(std, n, &Device::Cpu)?)?;
     Ok(())
+}
+
+/// The network's inputs for `inst`: [`features`], then (if the model has group inputs) the one-hot
+/// code of the instance's group (groups beyond the last count as the last).
+#[must_use]
+pub fn network_inputs(model: &Gcn, inst: &Instance) -> Array2<f64> {
+    let x = features(inst);
+    let n_groups = model.group_inputs;
+    if n_groups == 0 {
+        return x;
+    }
+    let g = inst.group.min(n_groups - 1);
+    Array2::from_shape_fn((x.nrows(), N_FEATURES + n_groups), |(k, f)| {
+        if f < N_FEATURES { x[[k, f]] } else { f64::from(u8::from(f - N_FEATURES == g)) }
+    })
 }
 
 /// Coefficients `[K × 4]` of one instance as an ndarray (no gradient tracking needed).
@@ -235,10 +274,10 @@ pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Er
 /// # Errors
 /// candle errors.
 pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
-    let x = features(inst);
+    let x = network_inputs(model, inst);
     let s = shift_operator(&inst.h_est);
-    let k = x.nrows();
-    let xt = Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), (k, N_FEATURES), &Device::Cpu)?;
+    let (k, n_in) = x.dim();
+    let xt = Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), (k, n_in), &Device::Cpu)?;
     let st = Tensor::from_vec(s.iter().copied().collect::<Vec<_>>(), (k, k), &Device::Cpu)?;
     let c = model.forward(&xt, &st)?;
     let v: Vec<Vec<f64>> = c.to_vec2()?;
@@ -250,6 +289,38 @@ pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>
 mod tests {
     use super::*;
     use crate::greedy::rank_one_covariances;
+
+    /// Group inputs: a one-hot code after the three features, untouched by the normalisation; a
+    /// network without them sees exactly the features.
+    #[test]
+    fn group_inputs_are_a_one_hot_code_after_the_features() {
+        let mut inst = crate::unroll::tests::instance(7);
+        inst.group = 2;
+        let plain = build(&VarMap::new(), &GcnConfig::default(), 1).unwrap();
+        assert_eq!(network_inputs(&plain, &inst), features(&inst));
+        let vars = VarMap::new();
+        let cfg = GcnConfig { group_inputs: 3, ..GcnConfig::default() };
+        let model = build(&vars, &cfg, 1).unwrap();
+        let x = network_inputs(&model, &inst);
+        assert_eq!(x.dim(), (inst.targets.len(), N_FEATURES + 3));
+        for k in 0..x.nrows() {
+            assert_eq!(x.row(k).slice(ndarray::s![N_FEATURES..]).to_vec(), vec![0.0, 0.0, 1.0]);
+        }
+        inst.group = 9; // beyond the last group: counts as the last
+        assert_eq!(network_inputs(&model, &inst)[[0, N_FEATURES + 2]], 1.0);
+        // The one-hot part keeps mean 0 and std 1 in the normalisation.
+        fit_normalisation(&vars, std::slice::from_ref(&inst)).unwrap();
+        let mean: Vec<f64> = model.norm_mean.to_vec1().unwrap();
+        let std: Vec<f64> = model.norm_std.to_vec1().unwrap();
+        assert_eq!((mean.len(), std.len()), (N_FEATURES + 3, N_FEATURES + 3));
+        assert_eq!((&mean[N_FEATURES..], &std[N_FEATURES..]), (&[0.0; 3][..], &[1.0; 3][..]));
+        assert!((mean[1] - features(&inst).column(1).mean().unwrap()).abs() < 1e-12);
+        // The group changes the output of the (untrained) network.
+        let (_, c2) = coefficients(&model, &inst).unwrap();
+        inst.group = 0;
+        let (_, c0) = coefficients(&model, &inst).unwrap();
+        assert!(c0.iter().zip(c2.iter()).any(|(a, b)| (a - b).abs() > 1e-9));
+    }
 
     /// Rank-one statistics reduce to the instantaneous inputs: same features, squared shift.
     #[test]

@@ -68,6 +68,46 @@ pub enum DualSignal {
     Outage,
 }
 
+/// How the power term of the Lagrangian spreads its gradient over the constraint groups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerBalance {
+    /// `(1/|B|) Σ_i P_i / P_max`: every instance's power counts alike, so the groups that need
+    /// the most power (poor estimates) dominate the power gradient — the original behaviour.
+    #[default]
+    Pooled,
+    /// Instance `i` of group `g` weighs `w_g = P̄ / P̄_g` (batch means of the power over all
+    /// usable instances and over group `g`, held constant in the gradient). The loss value is
+    /// unchanged (`Σ_i w_{g(i)} P_i = Σ_i P_i`), but each group's power gets the same pull per
+    /// *relative* change, `∂L/∂ln P̄_g ∝ n_g P̄`: the gradient of `P̄ Σ_g n_g ln P̄_g / (|B| P_max)`.
+    PerGroup,
+}
+
+/// The per-instance weights of [`PowerBalance`]; `items` are `(group, power)` of the usable
+/// instances. Pooled weights are 1; a group whose mean power is not positive and finite keeps 1.
+#[must_use]
+pub fn power_weights(items: &[(usize, f64)], n_groups: usize, balance: PowerBalance) -> Vec<f64> {
+    if balance == PowerBalance::Pooled || items.is_empty() {
+        return vec![1.0; items.len()];
+    }
+    let (mut sum, mut count) = (vec![0.0; n_groups], vec![0usize; n_groups]);
+    for &(g, p) in items {
+        let g = g.min(n_groups.saturating_sub(1));
+        sum[g] += p;
+        count[g] += 1;
+    }
+    let mean_all = sum.iter().sum::<f64>() / items.len() as f64;
+    items
+        .iter()
+        .map(|&(g, _)| {
+            let g = g.min(n_groups.saturating_sub(1));
+            let mean_g = sum[g] / count[g] as f64;
+            let w = mean_all / mean_g;
+            if mean_g > 0.0 && w.is_finite() && w > 0.0 { w } else { 1.0 }
+        })
+        .collect()
+}
+
 impl Default for ConstraintLoss {
     fn default() -> Self {
         Self::Annealing { kappa_init: 1.0, eta_kappa: 0.1, kappa_max: 10.0, scale: 2.0 }
@@ -115,6 +155,12 @@ pub struct TrainParams {
     /// Whether the step-size decay also shrinks the dual step `η_μ` (the original behaviour;
     /// default `false`: only the primal learning rate decays, see docs/gnn-unroll.md).
     pub decay_dual: bool,
+    /// How the power term's gradient is spread over the groups (default: pooled, the paper's).
+    pub power_balance: PowerBalance,
+    /// Iterate averaging `θ̄ ← β θ̄ + (1 − β) θ` after every step, with `β = param_averaging`
+    /// in `[0, 1)`; validation, early stopping and the restored model then use `θ̄` (training
+    /// continues from `θ`). 0 (default, the paper's) evaluates the current iterate.
+    pub param_averaging: f64,
 }
 
 impl Default for TrainParams {
@@ -137,6 +183,8 @@ impl Default for TrainParams {
             loss: ConstraintLoss::default(),
             dual_signal: DualSignal::default(),
             decay_dual: false,
+            power_balance: PowerBalance::Pooled,
+            param_averaging: 0.0,
         }
     }
 }
@@ -172,6 +220,9 @@ impl TrainParams {
         }
         if !(self.infeasible_penalty >= 0.0 && self.infeasible_penalty.is_finite()) {
             return bad("infeasible_penalty must be finite and >= 0");
+        }
+        if !(0.0..1.0).contains(&self.param_averaging) {
+            return bad("param_averaging must be in [0, 1)");
         }
         if !(self.clip_percentile > 0.0 && self.clip_percentile <= 100.0) {
             return bad("clip_percentile must be in (0, 100]");
@@ -552,14 +603,21 @@ impl Trainer {
         };
         let loss = mean_power
             + constraint.iter().zip(&self.mu).filter(|(c, _)| c.is_finite()).map(|(c, m)| c * m).sum::<f64>();
-        // Primal step through the implicit gradient, injected at the coefficients.
-        let grad_power = 1.0 / (n_ok as f64 * p_max);
+        // Primal step through the implicit gradient, injected at the coefficients. The power
+        // weights leave the loss value unchanged (`power_weights`).
+        let ok_items: Vec<(usize, f64)> =
+            (0..batch.len()).filter_map(|i| outs[i].as_ref().map(|o| (g_of(i), o.2.power()))).collect();
+        let mut weights = power_weights(&ok_items, self.n_groups, self.params.power_balance).into_iter();
+        let grad_power: Vec<f64> = outs
+            .iter()
+            .map(|o| o.as_ref().map_or(0.0, |_| weights.next().unwrap_or(1.0) / (n_ok as f64 * p_max)))
+            .collect();
         let grads_c: Vec<Option<Array2<f64>>> = outs
             .par_iter()
             .enumerate()
             .map(|(i, o)| {
                 let (_, _, out) = o.as_ref()?;
-                let back = backward(batch[i], out, &grad_margin[i], grad_power).ok()?;
+                let back = backward(batch[i], out, &grad_margin[i], grad_power[i]).ok()?;
                 let mut dc = back.coeffs;
                 if settings.softmin_sharpness > 0.0 && arch == Architecture::Hybrid {
                     dc += &straight_through_gradient(batch[i], out, &back.analog, settings).ok()?;
@@ -658,6 +716,13 @@ impl Trainer {
         }
         let _span = tracing::info_span!("gnn_unroll_train", n_train = train.len(), n_val = val.len()).entered();
         let (eps, mu_bar) = (self.params.epsilon, self.params.mu_bar);
+        let beta = self.params.param_averaging;
+        // Running average of the trainable variables (iterate averaging), if enabled.
+        let mut average: Option<Vec<Tensor>> = if beta > 0.0 {
+            Some(self.trainable.iter().map(|v| v.as_tensor().copy()).collect::<Result<_, _>>()?)
+        } else {
+            None
+        };
         let first = self.evaluate(val)?;
         let mut best = (first.metric(mu_bar, eps), 0usize, snapshot(&self.vars)?);
         let mut points = vec![ValPoint {
@@ -680,7 +745,24 @@ impl Trainer {
             let report = self.step(&batch)?;
             n_skipped += usize::from(report.skipped);
             n_steps += 1;
+            if let Some(avg) = average.as_mut() {
+                for (a, v) in avg.iter_mut().zip(&self.trainable) {
+                    *a = ((&*a * beta)? + (v.as_tensor() * (1.0 - beta))?)?;
+                }
+            }
             if n_steps % self.params.eval_every == 0 {
+                // With averaging, validate (and keep as the best) the averaged parameters, then
+                // continue training from the current iterate.
+                let current = match &average {
+                    Some(avg) => {
+                        let snap = snapshot(&self.vars)?;
+                        for (v, a) in self.trainable.iter().zip(avg) {
+                            v.set(a)?;
+                        }
+                        Some(snap)
+                    }
+                    None => None,
+                };
                 let stats = self.evaluate(val)?;
                 let metric = stats.metric(mu_bar, eps);
                 points.push(ValPoint {
@@ -690,8 +772,14 @@ impl Trainer {
                     duals: self.mu.clone(),
                     kappas: self.kappa.clone(),
                 });
-                if metric < best.0 {
+                let improved = metric < best.0;
+                if improved {
                     best = (metric, n_steps, snapshot(&self.vars)?);
+                }
+                if let Some(snap) = current {
+                    restore(&self.vars, &snap)?;
+                }
+                if improved {
                     since_best = 0;
                 } else {
                     since_best += 1;
@@ -819,6 +907,53 @@ mod tests {
     }
 
     #[test]
+    fn per_group_power_weights_keep_the_total_and_equalise_the_groups() {
+        let items = [(0, 20.0), (0, 30.0), (1, 2.0), (1, 4.0), (1, 6.0), (2, 0.0)];
+        assert_eq!(power_weights(&items, 3, PowerBalance::Pooled), vec![1.0; 6]);
+        let w = power_weights(&items[..5], 2, PowerBalance::PerGroup);
+        let total: f64 = items[..5].iter().map(|x| x.1).sum();
+        let weighted: f64 = items[..5].iter().zip(&w).map(|(x, w)| x.1 * w).sum();
+        assert!((weighted - total).abs() < 1e-12 * total, "{weighted} vs {total}");
+        // Weighted power per instance is the pooled mean in every group: each group gets the same
+        // pull per relative change of its power.
+        let mean_all = total / 5.0;
+        for g in 0..2 {
+            let (n, sum) = items[..5]
+                .iter()
+                .zip(&w)
+                .filter(|(x, _)| x.0 == g)
+                .fold((0.0, 0.0), |(n, s), (x, w)| (n + 1.0, s + x.1 * w));
+            assert!((sum / n - mean_all).abs() < 1e-12, "group {g}");
+        }
+        assert!(w[0] < 1.0 && w[2] > 1.0, "{w:?}");
+        // A zero-power group keeps weight 1 instead of an infinite one.
+        let w = power_weights(&items, 3, PowerBalance::PerGroup);
+        assert_eq!(w[5], 1.0);
+        assert!(w.iter().all(|x| x.is_finite() && *x > 0.0));
+        let p: TrainParams = serde_json::from_str(r#"{"power_balance": "per_group"}"#).unwrap();
+        assert_eq!(p.power_balance, PowerBalance::PerGroup);
+    }
+
+    #[test]
+    fn per_group_weighting_changes_the_step_but_not_the_loss() {
+        let train = data(12, 12);
+        let batch: Vec<&Instance> = train.iter().collect();
+        let mut runs = Vec::new();
+        for balance in [PowerBalance::Pooled, PowerBalance::PerGroup] {
+            // No constraint pull: the step follows the power term alone.
+            let params = TrainParams { power_balance: balance, mu_init: 0.0, lr_dual: 0.0, ..quick() };
+            let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 4).unwrap();
+            let r = t.step(&batch).unwrap();
+            assert!(!r.skipped);
+            let after = t.evaluate(&train).unwrap();
+            runs.push((r.loss, after.power));
+        }
+        assert!((runs[0].0 - runs[1].0).abs() < 1e-12 * runs[0].0.abs(), "{runs:?}");
+        let moved = runs[0].1.iter().zip(&runs[1].1).any(|(a, b)| (a - b).abs() > 1e-9 * a.abs());
+        assert!(moved, "the per-group weights did not change the update: {runs:?}");
+    }
+
+    #[test]
     fn dual_step_follows_the_selected_signal() {
         let train = data(12, 12);
         let batch: Vec<&Instance> = train.iter().collect();
@@ -881,6 +1016,53 @@ mod tests {
         assert!(!t.step(&batch).unwrap().skipped);
         let after = coefficients(t.model(), &train[0]).unwrap().1;
         assert!(before != after);
+    }
+
+    #[test]
+    fn param_averaging_validates_the_average_and_trains_the_iterate() {
+        let train = data(8, 6);
+        let val = data(6, 7);
+        let params = |beta| TrainParams {
+            n_steps: 2,
+            batch_size: 8,
+            eval_every: 1,
+            lr: 3e-2,
+            param_averaging: beta,
+            ..TrainParams::default()
+        };
+        let beta = 0.5;
+        let run = |b| {
+            let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params(b), 2, &train, 9).unwrap();
+            let r = t.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+            r.points.iter().map(|p| p.metric).collect::<Vec<_>>()
+        };
+        let (plain, averaged) = (run(0.0), run(beta));
+        // Replay the iterates by hand: the same two batches (the whole set each time, in the
+        // order the training loop shuffles it).
+        let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params(0.0), 2, &train, 9).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut average = snapshot(t.vars()).unwrap();
+        for step in 1..=2 {
+            let mut perm: Vec<usize> = (0..train.len()).collect();
+            perm.shuffle(&mut rng);
+            let batch: Vec<&Instance> = perm.iter().map(|&i| &train[i]).collect();
+            t.step(&batch).unwrap();
+            let iterate = snapshot(t.vars()).unwrap();
+            let metric_of = |vars| {
+                restore(t.vars(), vars).unwrap();
+                t.evaluate(&val).unwrap().metric(1000.0, 0.1)
+            };
+            for ((_, a), (_, x)) in average.iter_mut().zip(&iterate) {
+                *a = ((&*a * beta).unwrap() + (x * (1.0 - beta)).unwrap()).unwrap();
+            }
+            let (m_iterate, m_average) = (metric_of(&iterate), metric_of(&average));
+            restore(t.vars(), &iterate).unwrap(); // training continues from the iterate
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+            assert!(close(plain[step], m_iterate), "step {step}: {} vs {m_iterate}", plain[step]);
+            assert!(close(averaged[step], m_average), "step {step}: {} vs {m_average}", averaged[step]);
+            assert!(!close(m_iterate, m_average), "step {step}: averaging changed nothing");
+        }
+        assert!(Trainer::new(&GcnConfig::default(), settings(100.0), params(1.0), 2, &train, 9).is_err());
     }
 
     #[test]
