@@ -90,6 +90,11 @@ pub struct OutageTableParams {
     /// Whether the group with the pilot power uniform over the range of `rho_db` is added
     /// (default true, as in the paper; false is a diagnostic, docs/gnn-unroll.md).
     pub uniform_group: bool,
+    /// Half-width (dB) of the post-training calibration of the learned units: when > 0, each
+    /// learned unit also reports the series `"<method>+cal"`, the trained model run with its targets
+    /// scaled by one offset per group, bisected on the validation set in `[−c, +c]` dB to the
+    /// nominal outage (as G-HBF-marg's margins are). 0 (default) disables it.
+    pub calibrate_learned_db: f64,
 }
 
 impl Default for OutageTableParams {
@@ -114,6 +119,7 @@ impl Default for OutageTableParams {
             train: TrainParams { n_steps: 60, batch_size: 16, eval_every: 10, ..TrainParams::default() },
             quantile_dual_signal: DualSignal::Surrogate,
             uniform_group: true,
+            calibrate_learned_db: 0.0,
         }
     }
 }
@@ -161,6 +167,9 @@ impl OutageTable {
         }
         if !(p.margin_max_db >= 0.0 && p.margin_max_db.is_finite()) {
             return bad("margin_max_db must be finite >= 0");
+        }
+        if !(p.calibrate_learned_db >= 0.0 && p.calibrate_learned_db <= 30.0) {
+            return bad("calibrate_learned_db must be in [0, 30]");
         }
         TrainParams { epsilon: p.epsilon, ..p.train.clone() }.check()?;
         let scenario = Scenario {
@@ -299,14 +308,27 @@ impl OutageTable {
     where
         F: Fn(usize, f64) -> Result<f64, Error>,
     {
+        self.bisect_margins_in(method, [0.0, self.params.margin_max_db], outage_at)
+    }
+
+    /// [`Self::bisect_margins`] on the interval `range_db`.
+    fn bisect_margins_in<F>(
+        &self,
+        method: &str,
+        range_db: [f64; 2],
+        outage_at: F,
+    ) -> Result<(Vec<f64>, Vec<CurveRow>), Error>
+    where
+        F: Fn(usize, f64) -> Result<f64, Error>,
+    {
         let mut margins = Vec::with_capacity(self.groups.len());
         let mut rows = Vec::new();
         for g in 0..self.groups.len() {
             let margin = calibrate_margin(
                 |m| outage_at(g, m),
                 self.params.epsilon,
-                0.0,
-                self.params.margin_max_db,
+                range_db[0],
+                range_db[1],
                 self.params.margin_steps,
             )?;
             rows.push(CurveRow::single(method, "margin_db", g as f64, 10.0 * margin.log10()));
@@ -446,6 +468,41 @@ impl OutageTable {
         rows.push(CurveRow::single(method, "best_step", -1.0, report.best_step as f64));
         rows.push(CurveRow::single(method, "skipped_steps", -1.0, report.n_skipped as f64));
         rows.extend(self.table_rows(method, &trainer.evaluate(test)?));
+        if self.params.calibrate_learned_db > 0.0 {
+            rows.extend(self.calibrated_learned_rows(&format!("{method}+cal"), &trainer, val, test)?);
+        }
+        Ok(rows)
+    }
+
+    /// The trained model with per-group target offsets bisected on `val` in
+    /// `±calibrate_learned_db` (the instance's targets scaled by the offset for the network's
+    /// features and the solver; outage still counted against the true targets): `margin_db`,
+    /// validation and test rows under `method`.
+    fn calibrated_learned_rows(
+        &self,
+        method: &str,
+        trainer: &Trainer,
+        val: &[Instance],
+        test: &[Instance],
+    ) -> Result<Vec<CurveRow>, Error> {
+        let (n_groups, p_max) = (self.groups.len(), self.params.power_budget);
+        let design = |inst: &Instance, offset: f64| {
+            let mut scaled = inst.clone();
+            scaled.targets.iter_mut().for_each(|g| *g *= offset);
+            match trainer.infer(&scaled) {
+                Ok(out) => Ok(Some((out.power(), out.sinr))),
+                Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let c = self.params.calibrate_learned_db;
+        let (offsets, mut rows) = self.bisect_margins_in(method, [-c, c], |g, m| {
+            let members: Vec<Instance> = val.iter().filter(|i| i.group == g).cloned().collect();
+            Ok(evaluate_designs(&members, n_groups, p_max, |i| design(i, m))?.outage[g])
+        })?;
+        let offset_of = |i: &Instance| offsets[i.group.min(n_groups - 1)];
+        rows.extend(self.val_rows(method, &evaluate_designs(val, n_groups, p_max, |i| design(i, offset_of(i)))?));
+        rows.extend(self.table_rows(method, &evaluate_designs(test, n_groups, p_max, |i| design(i, offset_of(i)))?));
         Ok(rows)
     }
 }
@@ -566,6 +623,32 @@ mod tests {
             train: TrainParams { n_steps: 2, batch_size: 4, eval_every: 1, ..TrainParams::default() },
             ..OutageTableParams::default()
         }
+    }
+
+    #[test]
+    fn calibrated_learned_series_bisects_one_offset_per_group_on_validation() {
+        let p = OutageTableParams { calibrate_learned_db: 3.0, margin_steps: 4, n_val: 24, ..tiny() };
+        let exp = outage_table(p.clone()).unwrap();
+        let rows = exp.run_unit(2, 1).unwrap();
+        let of = |series: &str, metric: &str| -> Vec<f64> {
+            rows.iter().filter(|r| r.series == series && r.metric == metric).map(|r| r.mean).collect()
+        };
+        let offsets = of("U-G-HBF-GCN+cal", "margin_db");
+        assert_eq!(offsets.len(), 4);
+        assert!(offsets.iter().all(|o| (-3.0..=3.0).contains(o)), "{offsets:?}");
+        // Bisection keeps the smallest offset with validation outage <= epsilon, or the upper end.
+        let val_outage = of("U-G-HBF-GCN+cal", "val_outage_group");
+        for (o, v) in offsets.iter().zip(&val_outage) {
+            assert!(*v <= 0.1 + 1e-12 || (*o - 3.0).abs() < 1e-9, "offset {o} dB, outage {v}");
+        }
+        assert_eq!(of("U-G-HBF-GCN+cal", "outage").len(), 4);
+        // The plain series is unchanged by the extra rows.
+        let plain = outage_table(tiny()).unwrap().run_unit(2, 1).unwrap();
+        assert!(plain.iter().all(|r| !r.series.ends_with("+cal")));
+        let exp_plain = outage_table(OutageTableParams { calibrate_learned_db: 0.0, ..p.clone() }).unwrap();
+        let same: Vec<CurveRow> = exp_plain.run_unit(2, 1).unwrap();
+        assert_eq!(rows.iter().filter(|r| r.series == "U-G-HBF-GCN").cloned().collect::<Vec<_>>(), same);
+        assert!(outage_table(OutageTableParams { calibrate_learned_db: -1.0, ..tiny() }).is_err());
     }
 
     #[test]
