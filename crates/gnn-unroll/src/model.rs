@@ -210,13 +210,35 @@ pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error>
 /// [`Error::InvalidInput`] for an empty set; candle errors.
 pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Error> {
     let rows: Vec<Array2<f64>> = instances.iter().map(features).collect();
+    fit_normalisation_rows(vars, &rows)
+}
+
+/// Stores standardisation statistics of the statistical features ([`stat_features`]
+/// `[ln tr R̂_k, ln γ_k, ln ζ]`) over the systems `(R̂, γ, ζ)` in the `norm.*` variables (Table 4:
+/// the analog network of U-G-HBF-GCN / -2GCN), so checkpoints carry them like the instantaneous
+/// ones.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty set or mismatched lengths; candle errors.
+pub fn fit_stat_normalisation<'a>(
+    vars: &VarMap,
+    systems: impl IntoIterator<Item = (&'a [Array2<c64>], &'a [f64], f64)>,
+) -> Result<(), Error> {
+    let rows =
+        systems.into_iter().map(|(r, t, z)| stat_features(r, t, z)).collect::<Result<Vec<Array2<f64>>, Error>>()?;
+    fit_normalisation_rows(vars, &rows)
+}
+
+/// Mean and standard deviation (floored at 1e-3) of the rows of every `[K × 3]` feature block,
+/// stored in `norm.mean`, `norm.std`.
+fn fit_normalisation_rows(vars: &VarMap, rows: &[Array2<f64>]) -> Result<(), Error> {
     let n: usize = rows.iter().map(|r| r.nrows()).sum();
     if n == 0 {
         return Err(Error::InvalidInput("normalisation needs instances".into()));
     }
     let mut mean = [0.0; N_FEATURES];
     let mut sq = [0.0; N_FEATURES];
-    for r in &rows {
+    for r in rows {
         for row in r.rows() {
             for f in 0..N_FEATURES {
                 mean[f] += row[f] / n as f64;
@@ -235,8 +257,26 @@ pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Er
 /// # Errors
 /// candle errors.
 pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
-    let x = features(inst);
-    let s = shift_operator(&inst.h_est);
+    coefficients_from(model, &features(inst), &shift_operator(&inst.h_est))
+}
+
+/// Coefficients `[K × 4]` of a statistical-CSI system (Table 4) from [`stat_features`] and
+/// [`stat_shift_operator`] of its covariance estimates `R̂_k`, targets and `ζ`.
+///
+/// # Errors
+/// As [`stat_features`]; candle errors.
+pub fn stat_coefficients(
+    model: &Gcn,
+    r_hat: &[Array2<c64>],
+    targets: &[f64],
+    zeta: f64,
+) -> Result<(Tensor, Array2<f64>), Error> {
+    coefficients_from(model, &stat_features(r_hat, targets, zeta)?, &stat_shift_operator(r_hat))
+}
+
+/// The network on features `x: [K × 3]` and shift operator `s: [K × K]`: the coefficient tensor
+/// (with its graph) and its values.
+fn coefficients_from(model: &Gcn, x: &Array2<f64>, s: &Array2<f64>) -> Result<(Tensor, Array2<f64>), Error> {
     let k = x.nrows();
     let xt = Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), (k, N_FEATURES), &Device::Cpu)?;
     let st = Tensor::from_vec(s.iter().copied().collect::<Vec<_>>(), (k, k), &Device::Cpu)?;
