@@ -40,7 +40,7 @@ use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, ran
 use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
 use crate::qos::{QosOptions, QosSystem, solve_qos};
-use crate::train::{ConstraintLoss, DualSignal, EvalStats, TrainParams, Trainer, evaluate_designs};
+use crate::train::{ConstraintLoss, DualSignal, EvalStats, System, TrainParams, Trainer, evaluate_designs};
 use crate::unroll::{Architecture, UnrollSettings};
 
 /// Parameters of the Table 2 experiment. Defaults are the quick profile (≈ 1–3 min on 2 cores);
@@ -390,13 +390,14 @@ impl OutageTable {
         }
     }
 
-    /// A learned unit: trains `trainer` on `data = [train, val, test]` (batch order from `seed`)
+    /// A learned unit: trains `trainer` on `data = [train, val, test]` (instances or statistical
+    /// systems; batch order from `seed`)
     /// and returns the validation trace, the validation rows at the restored step and the test rows.
-    pub(crate) fn learned_unit(
+    pub(crate) fn learned_unit<S: System>(
         &self,
         method: &str,
         mut trainer: Trainer,
-        data: [&[Instance]; 3],
+        data: [&[S]; 3],
         seed: u64,
     ) -> Result<Vec<CurveRow>, Error> {
         let [train, val, test] = data;
