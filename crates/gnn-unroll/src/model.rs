@@ -291,6 +291,41 @@ mod tests {
     use super::*;
     use crate::greedy::rank_one_covariances;
 
+    /// The statistical normalisation holds the mean and (floored) standard deviation of the
+    /// statistical features over all users of all systems, not those of the instantaneous ones.
+    #[test]
+    fn statistical_normalisation_fits_the_statistical_features() {
+        use rand::SeedableRng;
+        let sc = crate::data::Scenario { angular_spread_deg: 5.0, ..crate::data::Scenario::default() };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let systems: Vec<_> = (0..5)
+            .map(|i| crate::statistical::draw_stat_instance(&sc, 1 + i % 3, 4, 0, &mut rng).unwrap())
+            .collect();
+        let vars = VarMap::new();
+        let _ = build(&vars, &GcnConfig::default(), 1).unwrap();
+        fit_stat_normalisation(&vars, systems.iter().map(|s| (s.r_hat.as_slice(), s.targets(), s.zeta()))).unwrap();
+        let get = |name: &str| -> Vec<f64> { vars.data().lock().unwrap()[name].as_tensor().to_vec1().unwrap() };
+        let rows: Vec<Array2<f64>> =
+            systems.iter().map(|s| stat_features(&s.r_hat, s.targets(), s.zeta()).unwrap()).collect();
+        let n = 15.0;
+        for f in 0..N_FEATURES {
+            let mean: f64 = rows.iter().flat_map(|r| r.column(f).to_vec()).sum::<f64>() / n;
+            let var: f64 = rows.iter().flat_map(|r| r.column(f).to_vec()).map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            assert!((get("norm.mean")[f] - mean).abs() < 1e-12, "feature {f}");
+            assert!((get("norm.std")[f] - var.sqrt().max(1e-3)).abs() < 1e-9, "feature {f}");
+        }
+        // ln ζ = ln L varies over L = 1, 2, 3: a real spread, not the floor.
+        assert!(get("norm.std")[2] > 0.1);
+        // The instantaneous statistics of the same samples differ (tr R̂_k is a mean of ‖ĥ_kt‖²).
+        let inst: Vec<Instance> = systems.iter().flat_map(|s| s.samples.clone()).collect();
+        let other = VarMap::new();
+        let _ = build(&other, &GcnConfig::default(), 1).unwrap();
+        fit_normalisation(&other, &inst).unwrap();
+        let std0 = other.data().lock().unwrap()["norm.std"].as_tensor().to_vec1::<f64>().unwrap()[0];
+        assert!((std0 - get("norm.std")[0]).abs() > 1e-3, "{std0}");
+        assert!(fit_stat_normalisation(&vars, std::iter::empty()).is_err());
+    }
+
     /// Rank-one statistics reduce to the instantaneous inputs: same features, squared shift.
     #[test]
     fn statistical_inputs_reduce_to_the_instantaneous_ones_for_rank_one_covariances() {
