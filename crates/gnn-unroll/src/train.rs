@@ -22,6 +22,15 @@
 //! when `V` sets no new minimum for `decay_patience` validations the primal learning rate (and the
 //! dual step if `decay_dual`) is multiplied by `decay_factor`, after `stop_patience` training stops;
 //! the best parameters are restored.
+//!
+//! Systems ([`System`]): the loop runs on [`Instance`]s (Tables 2–3) or on statistical-CSI
+//! systems [`StatInstance`] (Table 4, [`Trainer::statistical`]): the analog network sees the
+//! statistical CSI and drives the selection on `R̂`, each sample's baseband problem uses the same
+//! coefficients (U-G-HBF-GCN) or those of a second network on the sample's instantaneous CSI
+//! (U-G-HBF-2GCN). A batch's samples are flattened in order (an instance is its own single
+//! sample), so `B` above runs over samples; each sample's coefficient gradient goes to the network
+//! output its baseband problem used, and `∂L/∂A*` summed over a system's samples goes through the
+//! straight-through selection gradient to the analog coefficients.
 
 use beamlab_candle_bridge::candle_core::{Tensor, Var};
 use beamlab_candle_bridge::candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -409,6 +418,10 @@ struct Prepared {
     selection: Option<(Vec<usize>, Array2<c64>)>,
 }
 
+/// The analog selection of a statistical system: codeword indices, `A: [N × M]` and the greedy
+/// steps with their trials (empty when the SNR initialisation was kept).
+type AnalogSelection = (Vec<usize>, Array2<c64>, Vec<GreedyStep>);
+
 /// Adds `x` to an optional accumulator.
 fn accumulate(acc: &mut Option<Array2<f64>>, x: Array2<f64>) {
     match acc {
@@ -777,7 +790,7 @@ impl Trainer {
         sys: &StatInstance,
         c_a: &Array2<f64>,
         record: bool,
-    ) -> Result<(Vec<usize>, Array2<c64>, Vec<GreedyStep>), Error> {
+    ) -> Result<AnalogSelection, Error> {
         if self.architecture != Architecture::Hybrid {
             return Err(Error::InvalidInput("statistical CSI needs the hybrid architecture".into()));
         }
