@@ -747,7 +747,7 @@ at = 0.0
         ] {
             let cfg = FamilyConfig::from_toml_str(text, name).unwrap();
             assert!(cfg.family.starts_with("outage_"), "{name}");
-            assert_eq!(cfg.build("quick").unwrap().n_units(), if name.contains('3') { 5 } else { 2 });
+            assert_eq!(cfg.build("quick").unwrap().n_units(), if name.contains('3') { 5 } else { 4 });
         }
     }
 

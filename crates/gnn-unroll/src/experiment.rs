@@ -40,7 +40,7 @@ use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, ran
 use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
 use crate::qos::{QosOptions, QosSystem, solve_qos};
-use crate::train::{ConstraintLoss, DualSignal, EvalStats, TrainParams, Trainer, evaluate_designs};
+use crate::train::{ConstraintLoss, DualSignal, EvalStats, System, TrainParams, Trainer, evaluate_designs};
 use crate::unroll::{Architecture, UnrollSettings};
 
 /// Parameters of the Table 2 experiment. Defaults are the quick profile (≈ 1–3 min on 2 cores);
@@ -434,20 +434,48 @@ impl OutageTable {
                 let tp = TrainParams { epsilon: eps, loss, dual_signal, ..self.params.train.clone() };
                 let arch = if unit == 5 { Architecture::FullyDigital } else { Architecture::Hybrid };
                 let trainer = Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
-                self.learned_unit(method, trainer, [&train, &val, &test], seed)
+                self.learned_instance_unit(method, trainer, [&train, &val, &test], seed)
             }
         }
     }
 
-    /// A learned unit: trains `trainer` on `data = [train, val, test]` (batch order from `seed`)
+    /// A learned unit: trains `trainer` on `data = [train, val, test]` (instances or statistical
+    /// systems; batch order from `seed`)
     /// and returns the validation trace, the validation rows at the restored step and the test rows.
-    pub(crate) fn learned_unit(
+    pub(crate) fn learned_unit<S: System>(
         &self,
         method: &str,
-        mut trainer: Trainer,
+        trainer: Trainer,
+        data: [&[S]; 3],
+        seed: u64,
+    ) -> Result<Vec<CurveRow>, Error> {
+        Ok(self.trained_rows(method, trainer, data, seed)?.0)
+    }
+
+    /// [`Self::learned_unit`] on instances, plus the calibrated series `"<method>+cal"` when
+    /// `calibrate_learned_db > 0`.
+    pub(crate) fn learned_instance_unit(
+        &self,
+        method: &str,
+        trainer: Trainer,
         data: [&[Instance]; 3],
         seed: u64,
     ) -> Result<Vec<CurveRow>, Error> {
+        let (mut rows, trainer) = self.trained_rows(method, trainer, data, seed)?;
+        if self.params.calibrate_learned_db > 0.0 {
+            rows.extend(self.calibrated_learned_rows(&format!("{method}+cal"), &trainer, data[1], data[2])?);
+        }
+        Ok(rows)
+    }
+
+    /// The rows of [`Self::learned_unit`] and the trained model.
+    fn trained_rows<S: System>(
+        &self,
+        method: &str,
+        mut trainer: Trainer,
+        data: [&[S]; 3],
+        seed: u64,
+    ) -> Result<(Vec<CurveRow>, Trainer), Error> {
         let [train, val, test] = data;
         let report = trainer.train(train, val, &mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed))?;
         let mut rows = Vec::new();
@@ -468,10 +496,7 @@ impl OutageTable {
         rows.push(CurveRow::single(method, "best_step", -1.0, report.best_step as f64));
         rows.push(CurveRow::single(method, "skipped_steps", -1.0, report.n_skipped as f64));
         rows.extend(self.table_rows(method, &trainer.evaluate(test)?));
-        if self.params.calibrate_learned_db > 0.0 {
-            rows.extend(self.calibrated_learned_rows(&format!("{method}+cal"), &trainer, val, test)?);
-        }
-        Ok(rows)
+        Ok((rows, trainer))
     }
 
     /// The trained model with per-group target offsets bisected on `val` in

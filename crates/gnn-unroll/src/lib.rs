@@ -22,11 +22,12 @@
 //!   analog matrix, straight-through softmin selection).
 //! - [`model`]: the candle graph network (GCN, or FCN with filter order 0) giving the virtual-channel
 //!   coefficients.
-//! - [`train`]: primal–dual training with the annealing or quantile outage loss.
+//! - [`train`]: primal–dual training with the annealing or quantile outage loss, on instances or
+//!   on statistical-CSI systems (one loop, [`train::System`]).
 //! - [`experiment`]: the Table 2 experiment for the harness ([`experiment::OutageTableParams`]).
 //! - [`generalisation`]: the Table 3 experiment (generalisation over the number of users).
-//! - [`statistical`]: statistical + instantaneous CSI (Table 4 data model, classical designs and
-//!   experiment units).
+//! - [`statistical`]: statistical + instantaneous CSI (Table 4 data model, classical designs, the
+//!   learned U-G-HBF-GCN / U-G-HBF-2GCN units and the experiment).
 //!
 //! Design decisions and the state of the implementation: `docs/gnn-unroll.md`.
 //!

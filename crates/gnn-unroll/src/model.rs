@@ -223,13 +223,35 @@ pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error>
 /// [`Error::InvalidInput`] for an empty set; candle errors.
 pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Error> {
     let rows: Vec<Array2<f64>> = instances.iter().map(features).collect();
+    fit_normalisation_rows(vars, &rows)
+}
+
+/// Stores standardisation statistics of the statistical features ([`stat_features`]
+/// `[ln tr R̂_k, ln γ_k, ln ζ]`) over the systems `(R̂, γ, ζ)` in the `norm.*` variables (Table 4:
+/// the analog network of U-G-HBF-GCN / -2GCN), so checkpoints carry them like the instantaneous
+/// ones.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty set or mismatched lengths; candle errors.
+pub fn fit_stat_normalisation<'a>(
+    vars: &VarMap,
+    systems: impl IntoIterator<Item = (&'a [Array2<c64>], &'a [f64], f64)>,
+) -> Result<(), Error> {
+    let rows =
+        systems.into_iter().map(|(r, t, z)| stat_features(r, t, z)).collect::<Result<Vec<Array2<f64>>, Error>>()?;
+    fit_normalisation_rows(vars, &rows)
+}
+
+/// Mean and standard deviation (floored at 1e-3) of the rows of every `[K × 3]` feature block,
+/// stored in `norm.mean`, `norm.std`.
+fn fit_normalisation_rows(vars: &VarMap, rows: &[Array2<f64>]) -> Result<(), Error> {
     let n: usize = rows.iter().map(|r| r.nrows()).sum();
     if n == 0 {
         return Err(Error::InvalidInput("normalisation needs instances".into()));
     }
     let mut mean = [0.0; N_FEATURES];
     let mut sq = [0.0; N_FEATURES];
-    for r in &rows {
+    for r in rows {
         for row in r.rows() {
             for f in 0..N_FEATURES {
                 mean[f] += row[f] / n as f64;
@@ -274,8 +296,26 @@ pub fn network_inputs(model: &Gcn, inst: &Instance) -> Array2<f64> {
 /// # Errors
 /// candle errors.
 pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
-    let x = network_inputs(model, inst);
-    let s = shift_operator(&inst.h_est);
+    coefficients_from(model, &network_inputs(model, inst), &shift_operator(&inst.h_est))
+}
+
+/// Coefficients `[K × 4]` of a statistical-CSI system (Table 4) from [`stat_features`] and
+/// [`stat_shift_operator`] of its covariance estimates `R̂_k`, targets and `ζ`.
+///
+/// # Errors
+/// As [`stat_features`]; candle errors.
+pub fn stat_coefficients(
+    model: &Gcn,
+    r_hat: &[Array2<c64>],
+    targets: &[f64],
+    zeta: f64,
+) -> Result<(Tensor, Array2<f64>), Error> {
+    coefficients_from(model, &stat_features(r_hat, targets, zeta)?, &stat_shift_operator(r_hat))
+}
+
+/// The network on inputs `x: [K × n_in]` and shift operator `s: [K × K]`: the coefficient tensor
+/// (with its graph) and its values.
+fn coefficients_from(model: &Gcn, x: &Array2<f64>, s: &Array2<f64>) -> Result<(Tensor, Array2<f64>), Error> {
     let (k, n_in) = x.dim();
     let xt = Tensor::from_vec(x.iter().copied().collect::<Vec<_>>(), (k, n_in), &Device::Cpu)?;
     let st = Tensor::from_vec(s.iter().copied().collect::<Vec<_>>(), (k, k), &Device::Cpu)?;
@@ -320,6 +360,40 @@ mod tests {
         inst.group = 0;
         let (_, c0) = coefficients(&model, &inst).unwrap();
         assert!(c0.iter().zip(c2.iter()).any(|(a, b)| (a - b).abs() > 1e-9));
+    }
+
+    /// The statistical normalisation holds the mean and (floored) standard deviation of the
+    /// statistical features over all users of all systems, not those of the instantaneous ones.
+    #[test]
+    fn statistical_normalisation_fits_the_statistical_features() {
+        use rand::SeedableRng;
+        let sc = crate::data::Scenario { angular_spread_deg: 5.0, ..crate::data::Scenario::default() };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let systems: Vec<_> =
+            (0..5).map(|i| crate::statistical::draw_stat_instance(&sc, 1 + i % 3, 4, 0, &mut rng).unwrap()).collect();
+        let vars = VarMap::new();
+        let _ = build(&vars, &GcnConfig::default(), 1).unwrap();
+        fit_stat_normalisation(&vars, systems.iter().map(|s| (s.r_hat.as_slice(), s.targets(), s.zeta()))).unwrap();
+        let get = |name: &str| -> Vec<f64> { vars.data().lock().unwrap()[name].as_tensor().to_vec1().unwrap() };
+        let rows: Vec<Array2<f64>> =
+            systems.iter().map(|s| stat_features(&s.r_hat, s.targets(), s.zeta()).unwrap()).collect();
+        let n = 15.0;
+        for f in 0..N_FEATURES {
+            let mean: f64 = rows.iter().flat_map(|r| r.column(f).to_vec()).sum::<f64>() / n;
+            let var: f64 = rows.iter().flat_map(|r| r.column(f).to_vec()).map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            assert!((get("norm.mean")[f] - mean).abs() < 1e-12, "feature {f}");
+            assert!((get("norm.std")[f] - var.sqrt().max(1e-3)).abs() < 1e-9, "feature {f}");
+        }
+        // ln ζ = ln L varies over L = 1, 2, 3: a real spread, not the floor.
+        assert!(get("norm.std")[2] > 0.1);
+        // The instantaneous statistics of the same samples differ (tr R̂_k is a mean of ‖ĥ_kt‖²).
+        let inst: Vec<Instance> = systems.iter().flat_map(|s| s.samples.clone()).collect();
+        let other = VarMap::new();
+        let _ = build(&other, &GcnConfig::default(), 1).unwrap();
+        fit_normalisation(&other, &inst).unwrap();
+        let std0 = other.data().lock().unwrap()["norm.std"].as_tensor().to_vec1::<f64>().unwrap()[0];
+        assert!((std0 - get("norm.std")[0]).abs() > 1e-3, "{std0}");
+        assert!(fit_stat_normalisation(&vars, std::iter::empty()).is_err());
     }
 
     /// Rank-one statistics reduce to the instantaneous inputs: same features, squared shift.

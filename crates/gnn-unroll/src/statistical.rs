@@ -13,6 +13,18 @@
 //! covariances (`R̂_k` with targets `γ Δ`, or for G-HBF-perf the sample covariance of the true
 //! channels) chooses `A`; then per sample the baseband QoS problem for that `A` on `ĥ_{k,t}`
 //! (G-HBF-perf: on `h_{k,t}`), projected to `P_max` when asked.
+//!
+//! Learned designs (U-G-HBF-GCN, U-G-HBF-2GCN; [`Trainer::statistical`]): a network on the
+//! statistical features `[ln tr R̂_k, ln γ_k, ln ζ]` and the statistical shift operator
+//! `|tr(R̂_k R̂_j)|/(‖R̂_k‖_F ‖R̂_j‖_F)` gives the analog coefficients `c_a`; the greedy selection
+//! with the virtual channels of `c_a` on `R̂` ([`crate::unroll::select_cov`]; SNR initialisation
+//! when no visited selection is statistically feasible) fixes `A`; per sample `t` the baseband
+//! problem for that `A` uses the virtual channels of `ĥ_{k,t}` with coefficients `c_b,t = c_a`
+//! (GCN) or from a second network on the sample's instantaneous features (2GCN). Training:
+//! the margins of all (user, sample) pairs enter the group losses, each sample's power the power
+//! term; each sample's coefficient gradient goes to `c_b,t`, and `∂L/∂A*` summed over the samples
+//! goes through the straight-through selection gradient
+//! ([`crate::unroll::straight_through_gradient_cov`]) to `c_a`.
 
 use beamlab_linalg_ops::c64;
 use ndarray::{Array1, Array2};
@@ -24,7 +36,7 @@ use crate::Error;
 use crate::data::{CsiModel, Instance, Scenario, complex_normal, dft_quantise, psd_sqrt, upa_cov};
 use crate::experiment::{OutageTable, OutageTableParams, baseband_design, draw_feasible, relabel_groups};
 use crate::greedy::{GreedyOptions, PowerWeighting, greedy_hbf, snr_init};
-use crate::train::{EvalStats, evaluate_indexed};
+use crate::train::{EvalStats, TrainParams, Trainer, evaluate_indexed};
 use crate::unroll::UnrollSettings;
 use crate::util::outer;
 
@@ -63,6 +75,12 @@ impl StatInstance {
     #[must_use]
     pub fn targets(&self) -> &[f64] {
         self.samples.first().map_or(&[], |s| s.targets.as_slice())
+    }
+
+    /// Side information `ζ = L` (common to all samples; 0 without samples).
+    #[must_use]
+    pub fn zeta(&self) -> f64 {
+        self.samples.first().map_or(0.0, |s| s.zeta)
     }
 }
 
@@ -213,8 +231,9 @@ pub fn evaluate_statistical(
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatisticalParams {
-    /// Scenario, data-set and margin-search parameters shared with Table 2 (`rho_db`,
-    /// `angular_spread_deg` and the training parameters are not used).
+    /// Scenario, data-set, margin-search, network and training parameters shared with Table 2
+    /// (`rho_db`, `angular_spread_deg` and `quantile_dual_signal` are not used; `n_train` counts
+    /// systems, `train.batch_size` systems per step).
     pub base: OutageTableParams,
     /// Angular spread (degrees; paper §5.5: 5°). A top-level key, so that giving any `base` key
     /// (which deserialises `base` with Table 2's defaults) cannot silently change it.
@@ -231,13 +250,19 @@ impl Default for StatisticalParams {
     }
 }
 
-/// Method names of the units, in unit order (the learned units U-G-HBF-GCN and U-G-HBF-2GCN are
-/// not implemented yet, docs/gnn-unroll.md).
-pub const METHODS: [&str; 2] = ["G-HBF-perf", "G-HBF-marg"];
+/// Method names of the units, in unit order.
+pub const METHODS: [&str; 4] = ["G-HBF-perf", "G-HBF-marg", "U-G-HBF-GCN", "U-G-HBF-2GCN"];
 
-/// The Table 4 experiment (classical units) built from [`StatisticalParams`]: groups are the
-/// feedback levels `L`; units return `power` and `outage` at `x = L`; `G-HBF-marg` also
-/// `margin_db` and the validation rows at its bisected margins.
+/// The Table 4 experiment built from [`StatisticalParams`]: groups are the feedback levels `L`;
+/// units return `power` and `outage` at `x = L`; `G-HBF-marg` also `margin_db` and the
+/// validation rows at its bisected margins.
+///
+/// Units: 0. `G-HBF-perf`; 1. `G-HBF-marg` (module docs); 2. `U-G-HBF-GCN`: one network on the
+/// statistical features of each system gives the coefficients of the analog selection on `R̂`
+/// and of every sample's baseband problem; 3. `U-G-HBF-2GCN`: the analog network as in 2 plus a
+/// baseband network on each sample's instantaneous features ([`Trainer::statistical`]). The
+/// learned units train on `base.n_train` systems with `base.train` and `base.gcn`, and return the
+/// validation traces and rows of Table 2's learned units.
 #[derive(Clone, Debug)]
 pub struct StatisticalTable {
     table: OutageTable,
@@ -296,7 +321,7 @@ impl StatisticalTable {
         )
     }
 
-    fn run(&self, unit: usize, _seed: u64) -> Result<Vec<CurveRow>, Error> {
+    fn run(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, Error> {
         let method = METHODS.get(unit).ok_or_else(|| Error::InvalidInput(format!("no unit {unit}")))?;
         let _span = tracing::info_span!("statistical_unit", method).entered();
         let (t, st) = (&self.table, self.table.settings()?);
@@ -304,6 +329,11 @@ impl StatisticalTable {
         let test = self.dataset(t.params().n_test, 2)?;
         let rows = if unit == 0 {
             t.table_rows(method, &evaluate_statistical(&st, &test, n_groups, StatDesign::PERFECT, None)?)
+        } else if unit >= 2 {
+            let (train, val) = (self.dataset(t.params().n_train, 0)?, self.dataset(t.params().n_val, 1)?);
+            let tp = TrainParams { epsilon: t.params().epsilon, ..t.params().train.clone() };
+            let trainer = Trainer::statistical(&t.params().gcn, st, tp, n_groups, &train, seed, unit == 3)?;
+            t.learned_unit(method, trainer, [&train, &val, &test], seed)?
         } else {
             let val = self.dataset(t.params().n_val, 1)?;
             let (margins, mut rows) = t.bisect_margins(method, |g, m| {
@@ -432,7 +462,9 @@ mod tests {
                 n_users: 2,
                 n_val: 6,
                 n_test: 6,
+                n_train: 8,
                 margin_steps: 3,
+                train: TrainParams { n_steps: 4, batch_size: 4, eval_every: 2, ..TrainParams::default() },
                 ..OutageTableParams::default()
             },
             angular_spread_deg: 5.0,
@@ -442,9 +474,35 @@ mod tests {
     }
 
     #[test]
+    fn learned_units_run_deterministically() {
+        let exp = statistical_table(tiny()).unwrap();
+        let pick = |rows: &[CurveRow], m: &str| -> Vec<(f64, f64)> {
+            rows.iter().filter(|r| r.metric == m).map(|r| (r.x, r.mean)).collect()
+        };
+        for unit in [2, 3] {
+            assert_eq!(exp.unit_label(unit), ["U-G-HBF-GCN", "U-G-HBF-2GCN"][unit - 2]);
+            let rows = exp.run_unit(unit, 5).unwrap();
+            let outage = pick(&rows, "outage");
+            assert_eq!(outage.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1.0, 4.0]);
+            assert!(outage.iter().all(|(_, o)| (0.0..=1.0).contains(o)), "{outage:?}");
+            assert!(pick(&rows, "power").iter().all(|(_, p)| p.is_finite() && *p > 0.0 && *p <= 100.0));
+            // Validation trace at steps 0, 2, 4 with per-group duals.
+            assert_eq!(pick(&rows, "val_metric").iter().map(|r| r.0).collect::<Vec<_>>(), vec![0.0, 2.0, 4.0]);
+            assert_eq!(pick(&rows, "val_dual_g1").len(), 3);
+            assert_eq!(pick(&rows, "val_outage_group").len(), 2);
+            assert!(rows.iter().all(|r| r.mean.is_finite()), "{rows:?}");
+            assert_eq!(exp.run_unit(unit, 5).unwrap(), rows, "deterministic");
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            assert_eq!(pool.install(|| exp.run_unit(unit, 5).unwrap()), rows, "one thread, same rows");
+        }
+        // The two units differ (the 2GCN has its own baseband network).
+        assert_ne!(exp.run_unit(2, 5).unwrap(), exp.run_unit(3, 5).unwrap());
+    }
+
+    #[test]
     fn table_units_run_with_zero_outage_under_perfect_csi() {
         let exp = statistical_table(tiny()).unwrap();
-        assert_eq!(exp.n_units(), 2);
+        assert_eq!(exp.n_units(), 4);
         let perf = exp.run_unit(0, 1).unwrap();
         let pick = |rows: &[CurveRow], m: &str| -> Vec<(f64, f64)> {
             rows.iter().filter(|r| r.metric == m).map(|r| (r.x, r.mean)).collect()

@@ -22,6 +22,15 @@
 //! when `V` sets no new minimum for `decay_patience` validations the primal learning rate (and the
 //! dual step if `decay_dual`) is multiplied by `decay_factor`, after `stop_patience` training stops;
 //! the best parameters are restored.
+//!
+//! Systems ([`System`]): the loop runs on [`Instance`]s (Tables 2–3) or on statistical-CSI
+//! systems [`StatInstance`] (Table 4, [`Trainer::statistical`]): the analog network sees the
+//! statistical CSI and drives the selection on `R̂`, each sample's baseband problem uses the same
+//! coefficients (U-G-HBF-GCN) or those of a second network on the sample's instantaneous CSI
+//! (U-G-HBF-2GCN). A batch's samples are flattened in order (an instance is its own single
+//! sample), so `B` above runs over samples; each sample's coefficient gradient goes to the network
+//! output its baseband problem used, and `∂L/∂A*` summed over a system's samples goes through the
+//! straight-through selection gradient to the analog coefficients.
 
 use beamlab_candle_bridge::candle_core::{Tensor, Var};
 use beamlab_candle_bridge::candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -32,8 +41,16 @@ use rand::seq::SliceRandom;
 
 use crate::Error;
 use crate::data::Instance;
-use crate::model::{Gcn, GcnConfig, N_COEFFS, build, coefficients, fit_normalisation};
-use crate::unroll::{Architecture, UnrollSettings, UnrolledOutput, backward, forward_arch, straight_through_gradient};
+use crate::greedy::{GreedyStep, snr_init};
+use crate::model::{
+    Gcn, GcnConfig, N_COEFFS, build, coefficients, fit_normalisation, fit_stat_normalisation, stat_coefficients,
+};
+use crate::statistical::StatInstance;
+use crate::unroll::{
+    Architecture, UnrollSettings, UnrolledOutput, backward, evaluate_analog, forward_arch, select_cov,
+    straight_through_gradient, straight_through_gradient_cov,
+};
+use beamlab_linalg_ops::c64;
 use rayon::prelude::*;
 
 /// The outage approximation of the constraint term.
@@ -275,8 +292,9 @@ where
 ///
 /// # Errors
 /// Errors of `design`; [`Error::InvalidInput`] for `n_groups = 0`.
-pub fn evaluate_indexed<F>(instances: &[Instance], n_groups: usize, p_max: f64, design: F) -> Result<EvalStats, Error>
+pub fn evaluate_indexed<I, F>(instances: &[I], n_groups: usize, p_max: f64, design: F) -> Result<EvalStats, Error>
 where
+    I: std::borrow::Borrow<Instance> + Sync,
     F: Fn(usize, &Instance) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
 {
     if n_groups == 0 {
@@ -287,8 +305,12 @@ where
     let mut power = vec![0.0; n_groups];
     let mut count = vec![0usize; n_groups];
     let (mut total, mut n_infeasible) = (0.0, 0);
-    let designs = instances.par_iter().enumerate().map(|(i, inst)| design(i, inst)).collect::<Result<Vec<_>, _>>()?;
-    for (inst, design) in instances.iter().zip(designs) {
+    let designs = instances
+        .par_iter()
+        .enumerate()
+        .map(|(i, inst)| design(i, std::borrow::Borrow::<Instance>::borrow(inst)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (inst, design) in instances.iter().map(|i| std::borrow::Borrow::<Instance>::borrow(i)).zip(designs) {
         let g = inst.group.min(n_groups.saturating_sub(1));
         let (p, sinr) = match design {
             Some((p, s)) if p.is_finite() && s.iter().all(|x| !x.is_nan()) => (p, s),
@@ -375,10 +397,96 @@ fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// A U-G-HBF model with its optimiser and primal–dual state.
+/// A training or validation item of [`Trainer`]: an [`Instance`] (Tables 2–3) or a
+/// statistical-CSI system [`StatInstance`] (Table 4).
+pub trait System: Sync {
+    /// The item as the trainer sees it.
+    fn view(&self) -> SystemView<'_>;
+}
+
+/// What a [`System`] is.
+#[derive(Clone, Copy, Debug)]
+pub enum SystemView<'a> {
+    /// One instance: the network sees its instantaneous estimates, the unrolled pass selects `A`
+    /// and solves the baseband problem on them.
+    Instance(&'a Instance),
+    /// A system with `T_s` channel samples: the analog network sees the statistical CSI `R̂_k`,
+    /// `A` is selected once on `R̂`, the baseband problem is solved per sample.
+    Statistical(&'a StatInstance),
+}
+
+impl<'a> SystemView<'a> {
+    /// The channel samples (an instance is its own single sample).
+    fn samples(self) -> &'a [Instance] {
+        match self {
+            Self::Instance(inst) => std::slice::from_ref(inst),
+            Self::Statistical(sys) => &sys.samples,
+        }
+    }
+}
+
+impl System for Instance {
+    fn view(&self) -> SystemView<'_> {
+        SystemView::Instance(self)
+    }
+}
+
+impl System for StatInstance {
+    fn view(&self) -> SystemView<'_> {
+        SystemView::Statistical(self)
+    }
+}
+
+/// What the trainer's network(s) see (module docs of [`crate::statistical`] for Table 4).
+enum Inputs {
+    /// Instantaneous features and shift operator of each instance (Tables 2–3).
+    Instantaneous,
+    /// Statistical features and shift operator of each system; with a baseband network
+    /// (U-G-HBF-2GCN) the baseband coefficients of each sample come from it, otherwise
+    /// (U-G-HBF-GCN) they are the analog coefficients.
+    Statistical { baseband: Option<(Gcn, VarMap)> },
+}
+
+/// The network outputs of one system: coefficient heads (tensor with its graph, values) and, per
+/// sample, the head whose coefficients its baseband problem uses.
+struct Heads {
+    heads: Vec<(Tensor, Array2<f64>)>,
+    of_sample: Vec<usize>,
+}
+
+/// The training forward pass of one system: per sample the unrolled output, or `Err(true)` when
+/// the virtual problem is infeasible (recoverable) and `Err(false)` for unusable data; the greedy
+/// steps of a statistical selection (for the straight-through path).
+struct SystemForward {
+    samples: Vec<Result<UnrolledOutput, bool>>,
+    steps: Vec<GreedyStep>,
+}
+
+/// Inference on one system: per sample its coefficients and the analog selection it is evaluated
+/// with (`None`: the sample's own greedy selection, the instantaneous case).
+struct Prepared {
+    coeffs: Vec<Array2<f64>>,
+    selection: Option<(Vec<usize>, Array2<c64>)>,
+}
+
+/// The analog selection of a statistical system: codeword indices, `A: [N × M]` and the greedy
+/// steps with their trials (empty when the SNR initialisation was kept).
+type AnalogSelection = (Vec<usize>, Array2<c64>, Vec<GreedyStep>);
+
+/// Adds `x` to an optional accumulator.
+fn accumulate(acc: &mut Option<Array2<f64>>, x: Array2<f64>) {
+    match acc {
+        Some(a) => *a += &x,
+        None => *acc = Some(x),
+    }
+}
+
+/// A U-G-HBF model (one network, or the analog and baseband networks of U-G-HBF-2GCN) with its
+/// optimiser and primal–dual state.
 pub struct Trainer {
     model: Gcn,
     vars: VarMap,
+    inputs: Inputs,
     opt: AdamW,
     trainable: Vec<Var>,
     settings: UnrollSettings,
@@ -421,12 +529,72 @@ impl Trainer {
         let vars = VarMap::new();
         let model = build(&vars, cfg, seed)?;
         fit_normalisation(&vars, train)?;
-        let trainable = {
-            let data = vars.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+        Self::assemble(model, vars, Inputs::Instantaneous, settings, params, n_groups)
+    }
+
+    /// A fresh model for statistical-CSI systems (Table 4), seeded, with the statistical feature
+    /// statistics fitted on `train`: U-G-HBF-GCN (`two_networks = false`: one network on the
+    /// statistical features `[ln tr R̂_k, ln γ_k, ln ζ]` and shift operator gives the coefficients
+    /// of the analog selection and of every sample's baseband problem) or U-G-HBF-2GCN
+    /// (`two_networks = true`: a second network, own variables, seed derived from `seed`, on the
+    /// instantaneous features of each sample gives that sample's baseband coefficients; its
+    /// feature statistics are fitted on all training samples).
+    ///
+    /// # Errors
+    /// Bad parameters or configuration; an empty training set or a system without samples;
+    /// candle errors.
+    pub fn statistical(
+        cfg: &GcnConfig,
+        settings: UnrollSettings,
+        params: TrainParams,
+        n_groups: usize,
+        train: &[StatInstance],
+        seed: u64,
+        two_networks: bool,
+    ) -> Result<Self, Error> {
+        params.check()?;
+        if n_groups == 0 {
+            return Err(Error::InvalidInput("need at least one constraint group".into()));
+        }
+        if train.iter().any(|s| s.samples.is_empty()) {
+            return Err(Error::InvalidInput("a statistical-CSI system without samples".into()));
+        }
+        let vars = VarMap::new();
+        let model = build(&vars, cfg, seed)?;
+        fit_stat_normalisation(&vars, train.iter().map(|s| (s.r_hat.as_slice(), s.targets(), s.zeta())))?;
+        let baseband = if two_networks {
+            let b_vars = VarMap::new();
+            let b_model = build(&b_vars, cfg, beamlab_core::derive_seed(seed, &[1]))?;
+            let samples: Vec<Instance> = train.iter().flat_map(|s| s.samples.iter().cloned()).collect();
+            fit_normalisation(&b_vars, &samples)?;
+            Some((b_model, b_vars))
+        } else {
+            None
+        };
+        Self::assemble(model, vars, Inputs::Statistical { baseband }, settings, params, n_groups)
+    }
+
+    /// Optimiser (over the trainable variables of every network, each network's sorted by name)
+    /// and primal–dual state.
+    fn assemble(
+        model: Gcn,
+        vars: VarMap,
+        inputs: Inputs,
+        settings: UnrollSettings,
+        params: TrainParams,
+        n_groups: usize,
+    ) -> Result<Self, Error> {
+        let mut trainable = Vec::new();
+        let extra = match &inputs {
+            Inputs::Statistical { baseband: Some((_, b)) } => Some(b),
+            _ => None,
+        };
+        for map in std::iter::once(&vars).chain(extra) {
+            let data = map.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
             let mut named: Vec<_> = data.iter().filter(|(n, _)| !n.starts_with("norm.")).collect();
             named.sort_by(|a, b| a.0.cmp(b.0));
-            named.into_iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()
-        };
+            trainable.extend(named.into_iter().map(|(_, v)| v.clone()));
+        }
         let opt =
             AdamW::new(trainable.clone(), ParamsAdamW { lr: params.lr, weight_decay: 0.0, ..ParamsAdamW::default() })?;
         let kappa0 = match params.loss {
@@ -436,6 +604,7 @@ impl Trainer {
         Ok(Self {
             model,
             vars,
+            inputs,
             opt,
             trainable,
             settings,
@@ -447,6 +616,55 @@ impl Trainer {
             grad_norms: Vec::new(),
             architecture: Architecture::Hybrid,
         })
+    }
+
+    /// Every variable map: the (analog) network's, then the baseband network's (2GCN).
+    fn var_maps(&self) -> Vec<&VarMap> {
+        let mut maps = vec![&self.vars];
+        if let Inputs::Statistical { baseband: Some((_, b)) } = &self.inputs {
+            maps.push(b);
+        }
+        maps
+    }
+
+    fn snapshot_all(&self) -> Result<Vec<Vec<(String, Tensor)>>, Error> {
+        Ok(self.var_maps().into_iter().map(snapshot).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn restore_all(&self, snap: &[Vec<(String, Tensor)>]) -> Result<(), Error> {
+        for (map, s) in self.var_maps().into_iter().zip(snap) {
+            restore(map, s)?;
+        }
+        Ok(())
+    }
+
+    fn all_params_finite(&self) -> Result<bool, Error> {
+        for map in self.var_maps() {
+            if !all_finite(map)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The variables a checkpoint holds: the network's own names for one network; for
+    /// U-G-HBF-2GCN the two networks under the prefixes `analog.` and `baseband.` (the variables
+    /// are shared, so loading into this map loads into the networks).
+    fn checkpoint_vars(&self) -> Result<VarMap, Error> {
+        let Inputs::Statistical { baseband: Some((_, b)) } = &self.inputs else {
+            return Ok(self.vars.clone());
+        };
+        let joint = VarMap::new();
+        {
+            let mut out = joint.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+            for (prefix, map) in [("analog", &self.vars), ("baseband", b)] {
+                let data = map.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+                for (name, var) in data.iter() {
+                    out.insert(format!("{prefix}.{name}"), var.clone());
+                }
+            }
+        }
+        Ok(joint)
     }
 
     /// The same trainer for another beamforming architecture (default [`Architecture::Hybrid`];
@@ -508,48 +726,273 @@ impl Trainer {
         forward_arch(self.architecture, inst, &c, &self.settings, false)
     }
 
-    /// Validation statistics of the current network.
+    /// The baseband network of U-G-HBF-2GCN (`None` for one network).
+    #[must_use]
+    pub fn baseband_model(&self) -> Option<&Gcn> {
+        match &self.inputs {
+            Inputs::Statistical { baseband: Some((m, _)) } => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The unrolled passes of a statistical-CSI system with the current network(s): the analog
+    /// selection once on `R̂` (SNR initialisation when no visited selection is statistically
+    /// feasible), then per sample the baseband problem with its coefficients; one result per
+    /// sample.
     ///
     /// # Errors
-    /// candle errors.
-    pub fn evaluate(&self, instances: &[Instance]) -> Result<EvalStats, Error> {
-        evaluate_designs(instances, self.n_groups, self.settings.power_budget, |inst| match self.infer(inst) {
-            Ok(out) => Ok(Some((out.power(), out.sinr))),
-            Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
-            Err(e) => Err(e),
+    /// A trainer for instances; candle, selection and coefficient errors.
+    pub fn infer_statistical(&self, sys: &StatInstance) -> Result<Vec<Result<UnrolledOutput, Error>>, Error> {
+        let prepared = self.prepare(SystemView::Statistical(sys))?;
+        Ok(sys.samples.iter().enumerate().map(|(t, sample)| self.infer_prepared(&prepared, t, sample)).collect())
+    }
+
+    /// Per-system inference work done once for all samples (statistical: coefficients and the
+    /// analog selection).
+    fn prepare(&self, view: SystemView<'_>) -> Result<Prepared, Error> {
+        match view {
+            SystemView::Instance(_) if matches!(self.inputs, Inputs::Instantaneous) => {
+                Ok(Prepared { coeffs: Vec::new(), selection: None })
+            }
+            SystemView::Instance(_) => {
+                Err(Error::InvalidInput("a statistical-CSI trainer takes statistical systems, not instances".into()))
+            }
+            SystemView::Statistical(sys) => {
+                let heads = self.heads(view)?;
+                let (selection, analog, _) = self.select_statistical(sys, &heads.heads[0].1, false)?;
+                let coeffs = heads.of_sample.iter().map(|&h| heads.heads[h].1.clone()).collect();
+                Ok(Prepared { coeffs, selection: Some((selection, analog)) })
+            }
+        }
+    }
+
+    fn infer_prepared(&self, prepared: &Prepared, t: usize, sample: &Instance) -> Result<UnrolledOutput, Error> {
+        match &prepared.selection {
+            None => self.infer(sample),
+            Some((selection, analog)) => {
+                let c = prepared.coeffs.get(t).ok_or_else(|| Error::InvalidInput(format!("no sample {t}")))?;
+                evaluate_analog(sample, c, analog.clone(), selection, &self.settings)
+            }
+        }
+    }
+
+    /// Validation statistics of the current network(s) over every sample of `systems` (an
+    /// instance is one sample; a failed sample counts as all users in outage at `P_max`).
+    ///
+    /// # Errors
+    /// candle errors; a system of the wrong kind for this trainer.
+    pub fn evaluate<S: System>(&self, systems: &[S]) -> Result<EvalStats, Error> {
+        let views: Vec<SystemView<'_>> = systems.iter().map(System::view).collect();
+        let prepared = views.par_iter().map(|v| self.prepare(*v)).collect::<Result<Vec<_>, _>>()?;
+        let mut flat: Vec<&Instance> = Vec::new();
+        let mut owner: Vec<(usize, usize)> = Vec::new();
+        for (i, v) in views.iter().enumerate() {
+            flat.extend(v.samples());
+            owner.extend((0..v.samples().len()).map(|t| (i, t)));
+        }
+        evaluate_indexed(&flat, self.n_groups, self.settings.power_budget, |j, sample| {
+            let (i, t) = owner[j];
+            match self.infer_prepared(&prepared[i], t, sample) {
+                Ok(out) => Ok(Some((out.power(), out.sinr))),
+                Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
         })
     }
 
-    /// One primal–dual step on `batch` (module docs).
+    /// The network outputs of one system (module docs of [`crate::statistical`] for Table 4).
+    fn heads(&self, view: SystemView<'_>) -> Result<Heads, Error> {
+        match (view, &self.inputs) {
+            (SystemView::Instance(inst), Inputs::Instantaneous) => {
+                Ok(Heads { heads: vec![coefficients(&self.model, inst)?], of_sample: vec![0] })
+            }
+            (SystemView::Statistical(sys), Inputs::Statistical { baseband }) => {
+                let n = sys.samples.len();
+                if n == 0 {
+                    return Err(Error::InvalidInput("a statistical-CSI system without samples".into()));
+                }
+                let mut heads = vec![stat_coefficients(&self.model, &sys.r_hat, sys.targets(), sys.zeta())?];
+                let of_sample = match baseband {
+                    None => vec![0; n],
+                    Some((net, _)) => {
+                        for sample in &sys.samples {
+                            heads.push(coefficients(net, sample)?);
+                        }
+                        (1..=n).collect()
+                    }
+                };
+                Ok(Heads { heads, of_sample })
+            }
+            (SystemView::Instance(_), _) => {
+                Err(Error::InvalidInput("a statistical-CSI trainer takes statistical systems, not instances".into()))
+            }
+            (SystemView::Statistical(_), _) => {
+                Err(Error::InvalidInput("an instantaneous-CSI trainer cannot take statistical systems".into()))
+            }
+        }
+    }
+
+    /// The analog selection of a statistical system: the greedy selection with the virtual
+    /// channels of `c_a` on `R̂` ([`select_cov`]); when no visited selection is statistically
+    /// feasible, the SNR initialisation (34), as in the classical designs
+    /// ([`crate::statistical::statistical_analog`]), without trials (no straight-through path).
+    fn select_statistical(
+        &self,
+        sys: &StatInstance,
+        c_a: &Array2<f64>,
+        record: bool,
+    ) -> Result<AnalogSelection, Error> {
+        if self.architecture != Architecture::Hybrid {
+            return Err(Error::InvalidInput("statistical CSI needs the hybrid architecture".into()));
+        }
+        let st = &self.settings;
+        let (selection, steps) = match select_cov(&sys.r_hat, sys.targets(), c_a, st, record) {
+            Ok(g) => (g.selection, g.steps),
+            Err(Error::Infeasible { .. } | Error::Singular { .. }) => {
+                (snr_init(&st.codebook, &sys.r_hat, st.n_rf)?, vec![])
+            }
+            Err(e) => return Err(e),
+        };
+        let analog = st.codebook.select(ndarray::Axis(1), &selection);
+        Ok((selection, analog, steps))
+    }
+
+    /// The training forward pass of one system (selection recorded for the straight-through
+    /// path).
+    fn forward_system(&self, view: SystemView<'_>, heads: &Heads) -> SystemForward {
+        let settings = &self.settings;
+        let finite = |c: &Array2<f64>| c.iter().all(|x| x.is_finite());
+        // `Err(true)`: the virtual problem is infeasible (recoverable); `Err(false)`: unusable data.
+        let classify = |r: Result<UnrolledOutput, Error>| match r {
+            Ok(o) if o.margin_db.iter().all(|d| d.is_finite()) => Ok(o),
+            Err(Error::Infeasible { .. } | Error::Singular { .. }) => Err(true),
+            _ => Err(false),
+        };
+        match view {
+            SystemView::Instance(inst) => {
+                let c = &heads.heads[0].1;
+                let out = if finite(c) {
+                    classify(forward_arch(self.architecture, inst, c, settings, true))
+                } else {
+                    Err(false)
+                };
+                SystemForward { samples: vec![out], steps: Vec::new() }
+            }
+            SystemView::Statistical(sys) => {
+                let record = settings.softmin_sharpness > 0.0;
+                let Ok((selection, analog, steps)) = self.select_statistical(sys, &heads.heads[0].1, record) else {
+                    return SystemForward { samples: vec![Err(false); sys.samples.len()], steps: Vec::new() };
+                };
+                let samples = sys
+                    .samples
+                    .iter()
+                    .zip(&heads.of_sample)
+                    .map(|(sample, &h)| {
+                        let c = &heads.heads[h].1;
+                        if !finite(c) {
+                            return Err(false);
+                        }
+                        classify(evaluate_analog(sample, c, analog.clone(), &selection, settings))
+                    })
+                    .collect();
+                SystemForward { samples, steps }
+            }
+        }
+    }
+
+    /// `∂L/∂(head)` of one system given the upstream margin gradients of its samples and
+    /// `∂L/∂P` of each sample's power: every sample's coefficient gradient (selection fixed) goes
+    /// to the head its baseband problem used; the straight-through selection gradient goes to the
+    /// head that chose `A` (head 0): per instance from its own `∂L/∂A*`, for a statistical system
+    /// from `∂L/∂A*` summed over its samples through [`straight_through_gradient_cov`]. `None`
+    /// when a gradient fails or is non-finite; `None` entries for heads without gradient.
+    fn backward_system(
+        &self,
+        view: SystemView<'_>,
+        heads: &Heads,
+        steps: &[GreedyStep],
+        outs: &[Option<(Tensor, Array2<f64>, UnrolledOutput)>],
+        grad_margin: &[Vec<f64>],
+        grad_power: &[f64],
+    ) -> Option<Vec<Option<Array2<f64>>>> {
+        let settings = &self.settings;
+        let straight = settings.softmin_sharpness > 0.0 && self.architecture == Architecture::Hybrid;
+        let mut acc: Vec<Option<Array2<f64>>> = vec![None; heads.heads.len()];
+        let mut d_analog: Option<Array2<c64>> = None;
+        let mut first_ok: Option<&UnrolledOutput> = None;
+        for (t, (sample, o)) in view.samples().iter().zip(outs).enumerate() {
+            let Some((_, _, out)) = o else { continue };
+            let back = backward(sample, out, &grad_margin[t], grad_power[t]).ok()?;
+            accumulate(&mut acc[heads.of_sample[t]], back.coeffs);
+            match view {
+                SystemView::Instance(inst) => {
+                    if straight {
+                        accumulate(&mut acc[0], straight_through_gradient(inst, out, &back.analog, settings).ok()?);
+                    }
+                }
+                SystemView::Statistical(_) => {
+                    first_ok.get_or_insert(out);
+                    match &mut d_analog {
+                        Some(d) => *d += &back.analog,
+                        None => d_analog = Some(back.analog),
+                    }
+                }
+            }
+        }
+        if let (SystemView::Statistical(sys), Some(d), Some(out)) = (view, &d_analog, first_ok) {
+            if straight && !steps.is_empty() {
+                // The selection's trials with the analog coefficients.
+                let mut sel = out.clone();
+                sel.coeffs.clone_from(&heads.heads[0].1);
+                sel.steps = steps.to_vec();
+                let st = straight_through_gradient_cov(&sys.r_hat, sys.targets(), &sel, d, settings).ok()?;
+                accumulate(&mut acc[0], st);
+            }
+        }
+        acc.iter().flatten().all(|dc| dc.iter().all(|x| x.is_finite())).then_some(acc)
+    }
+
+    /// One primal–dual step on a batch of systems (module docs). The samples of the batch's
+    /// systems (an instance is its own single sample) enter the loss, the outage and the power
+    /// term individually; `StepReport::n_masked` counts masked samples.
     ///
     /// # Errors
-    /// candle errors (numerical trouble in the data is masked, not an error).
-    pub fn step(&mut self, batch: &[&Instance]) -> Result<StepReport, Error> {
-        let _span = tracing::debug_span!("gnn_unroll_step", batch = batch.len()).entered();
+    /// candle errors (numerical trouble in the data is masked, not an error); a system of the
+    /// wrong kind for this trainer.
+    pub fn step<S: System>(&mut self, systems: &[&S]) -> Result<StepReport, Error> {
+        let _span = tracing::debug_span!("gnn_unroll_step", batch = systems.len()).entered();
         // Forward: network (candle, with graph) then the unrolled solver (ndarray).
-        // The per-instance solver work runs in parallel; results keep the batch order, so they do
+        // The per-system solver work runs in parallel; results keep the batch order, so they do
         // not depend on the thread count.
-        let coeffs = batch.iter().map(|inst| coefficients(&self.model, inst)).collect::<Result<Vec<_>, _>>()?;
-        let settings = &self.settings;
-        let arch = self.architecture;
-        // `Err(true)`: the virtual problem is infeasible (recoverable); `Err(false)`: unusable data.
-        let solved: Vec<Result<UnrolledOutput, bool>> = batch
-            .par_iter()
-            .zip(coeffs.par_iter())
-            .map(|(inst, (_, c))| {
-                if !c.iter().all(|x| x.is_finite()) {
-                    return Err(false);
-                }
-                match forward_arch(arch, inst, c, settings, true) {
-                    Ok(o) if o.margin_db.iter().all(|d| d.is_finite()) => Ok(o),
-                    Err(Error::Infeasible { .. } | Error::Singular { .. }) => Err(true),
-                    _ => Err(false),
-                }
+        let views: Vec<SystemView<'_>> = systems.iter().map(|s| s.view()).collect();
+        let heads = views.iter().map(|v| self.heads(*v)).collect::<Result<Vec<_>, _>>()?;
+        let solved: Vec<SystemForward> =
+            views.par_iter().zip(heads.par_iter()).map(|(v, h)| self.forward_system(*v, h)).collect();
+        // The samples of all systems in order; `owner[j] = (system, sample)`.
+        let batch: Vec<&Instance> = views.iter().flat_map(|v| v.samples().iter()).collect();
+        let owner: Vec<(usize, usize)> =
+            views.iter().enumerate().flat_map(|(i, v)| (0..v.samples().len()).map(move |t| (i, t))).collect();
+        let head_of = |j: usize| {
+            let (i, t) = owner[j];
+            &heads[i].heads[heads[i].of_sample[t]]
+        };
+        let mut steps = Vec::with_capacity(views.len());
+        let mut flat: Vec<Result<UnrolledOutput, bool>> = Vec::with_capacity(batch.len());
+        for f in solved {
+            steps.push(f.steps);
+            flat.extend(f.samples);
+        }
+        let recoverable: Vec<bool> = flat.iter().map(|r| matches!(r, Err(true))).collect();
+        let outs: Vec<Option<(Tensor, Array2<f64>, UnrolledOutput)>> = flat
+            .into_iter()
+            .enumerate()
+            .map(|(j, o)| {
+                o.ok().map(|o| {
+                    let (ct, c) = head_of(j);
+                    (ct.clone(), c.clone(), o)
+                })
             })
             .collect();
-        let recoverable: Vec<bool> = solved.iter().map(|r| matches!(r, Err(true))).collect();
-        let outs: Vec<Option<(Tensor, Array2<f64>, UnrolledOutput)>> =
-            coeffs.iter().zip(solved).map(|((ct, c), o)| o.ok().map(|o| (ct.clone(), c.clone(), o))).collect();
         let n_masked = outs.iter().filter(|o| o.is_none()).count();
         let n_ok = batch.len() - n_masked;
         // Constraint estimates and their gradients with respect to the margins.
@@ -604,7 +1047,7 @@ impl Trainer {
         let loss = mean_power
             + constraint.iter().zip(&self.mu).filter(|(c, _)| c.is_finite()).map(|(c, m)| c * m).sum::<f64>();
         // Primal step through the implicit gradient, injected at the coefficients. The power
-        // weights leave the loss value unchanged (`power_weights`).
+        // weights (per sample) leave the loss value unchanged (`power_weights`).
         let ok_items: Vec<(usize, f64)> =
             (0..batch.len()).filter_map(|i| outs[i].as_ref().map(|o| (g_of(i), o.2.power()))).collect();
         let mut weights = power_weights(&ok_items, self.n_groups, self.params.power_balance).into_iter();
@@ -612,17 +1055,26 @@ impl Trainer {
             .iter()
             .map(|o| o.as_ref().map_or(0.0, |_| weights.next().unwrap_or(1.0) / (n_ok as f64 * p_max)))
             .collect();
-        let grads_c: Vec<Option<Array2<f64>>> = outs
-            .par_iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let (_, _, out) = o.as_ref()?;
-                let back = backward(batch[i], out, &grad_margin[i], grad_power[i]).ok()?;
-                let mut dc = back.coeffs;
-                if settings.softmin_sharpness > 0.0 && arch == Architecture::Hybrid {
-                    dc += &straight_through_gradient(batch[i], out, &back.analog, settings).ok()?;
-                }
-                dc.iter().all(|x| x.is_finite()).then_some(dc)
+        let offsets: Vec<usize> = views
+            .iter()
+            .scan(0, |acc, v| {
+                let first = *acc;
+                *acc += v.samples().len();
+                Some(first)
+            })
+            .collect();
+        let mut grads_c: Vec<Option<Vec<Option<Array2<f64>>>>> = (0..views.len())
+            .into_par_iter()
+            .map(|i| {
+                let range = offsets[i]..offsets[i] + views[i].samples().len();
+                self.backward_system(
+                    views[i],
+                    &heads[i],
+                    &steps[i],
+                    &outs[range.clone()],
+                    &grad_margin[range.clone()],
+                    &grad_power[range],
+                )
             })
             .collect();
         // Infeasible virtual problems give no solver gradient; the recovery penalty
@@ -630,24 +1082,37 @@ impl Trainer {
         // estimate-as-truth values `c_0 = (1, e^{−3}, 1, e^{−3})`.
         let penalty = self.params.infeasible_penalty / batch.len() as f64;
         let ln_c0 = [0.0, -3.0, 0.0, -3.0];
-        let recovery = coeffs.iter().zip(&recoverable).map(|((_, c), &rec)| {
-            (rec && penalty > 0.0).then(|| {
-                Array2::from_shape_fn(c.dim(), |(u, i)| 2.0 * penalty * (c[[u, i]].ln() - ln_c0[i]) / c[[u, i]])
+        let mut recovery: Vec<Option<Array2<f64>>> = (0..batch.len())
+            .map(|j| {
+                let (_, c) = head_of(j);
+                (recoverable[j] && penalty > 0.0).then(|| {
+                    Array2::from_shape_fn(c.dim(), |(u, i)| 2.0 * penalty * (c[[u, i]].ln() - ln_c0[i]) / c[[u, i]])
+                })
             })
-        });
+            .collect();
         let mut surrogate: Option<Tensor> = None;
-        for (((ct, _), dc), rec) in coeffs.iter().zip(grads_c).zip(recovery) {
-            let Some(dc) = dc.or(rec) else { continue };
-            if dc.iter().any(|x| !x.is_finite()) {
-                continue;
+        for (i, h) in heads.iter().enumerate() {
+            // Per head: the solver gradient of the system's samples plus the recovery terms of
+            // its infeasible samples.
+            let mut total = grads_c[i].take().unwrap_or_else(|| vec![None; h.heads.len()]);
+            for (t, &head) in h.of_sample.iter().enumerate() {
+                if let Some(r) = recovery[offsets[i] + t].take() {
+                    accumulate(&mut total[head], r);
+                }
             }
-            let k = dc.nrows();
-            let g = Tensor::from_vec(dc.iter().copied().collect::<Vec<_>>(), (k, N_COEFFS), ct.device())?;
-            let s = (ct * g.detach())?.sum_all()?;
-            surrogate = Some(match surrogate {
-                None => s,
-                Some(acc) => (acc + s)?,
-            });
+            for ((ct, _), dc) in h.heads.iter().zip(total) {
+                let Some(dc) = dc else { continue };
+                if dc.iter().any(|x| !x.is_finite()) {
+                    continue;
+                }
+                let k = dc.nrows();
+                let g = Tensor::from_vec(dc.iter().copied().collect::<Vec<_>>(), (k, N_COEFFS), ct.device())?;
+                let s = (ct * g.detach())?.sum_all()?;
+                surrogate = Some(match surrogate {
+                    None => s,
+                    Some(acc) => (acc + s)?,
+                });
+            }
         }
         let mut skipped = true;
         if let Some(s) = surrogate {
@@ -674,12 +1139,12 @@ impl Trainer {
                         }
                     }
                 }
-                let snap = snapshot(&self.vars)?;
+                let snap = self.snapshot_all()?;
                 self.opt.step(&grads)?;
-                if all_finite(&self.vars)? {
+                if self.all_params_finite()? {
                     skipped = false;
                 } else {
-                    restore(&self.vars, &snap)?;
+                    self.restore_all(&snap)?;
                 }
             }
         }
@@ -705,10 +1170,10 @@ impl Trainer {
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an empty training or validation set; candle errors.
-    pub fn train<R: Rng + ?Sized>(
+    pub fn train<S: System, R: Rng + ?Sized>(
         &mut self,
-        train: &[Instance],
-        val: &[Instance],
+        train: &[S],
+        val: &[S],
         rng: &mut R,
     ) -> Result<TrainReport, Error> {
         if train.is_empty() || val.is_empty() {
@@ -724,7 +1189,7 @@ impl Trainer {
             None
         };
         let first = self.evaluate(val)?;
-        let mut best = (first.metric(mu_bar, eps), 0usize, snapshot(&self.vars)?);
+        let mut best = (first.metric(mu_bar, eps), 0usize, self.snapshot_all()?);
         let mut points = vec![ValPoint {
             step: 0,
             metric: best.0,
@@ -741,7 +1206,7 @@ impl Trainer {
                 order.extend(perm);
             }
             let take = self.params.batch_size.min(train.len());
-            let batch: Vec<&Instance> = order.drain(..take).map(|i| &train[i]).collect();
+            let batch: Vec<&S> = order.drain(..take).map(|i| &train[i]).collect();
             let report = self.step(&batch)?;
             n_skipped += usize::from(report.skipped);
             n_steps += 1;
@@ -755,7 +1220,7 @@ impl Trainer {
                 // continue training from the current iterate.
                 let current = match &average {
                     Some(avg) => {
-                        let snap = snapshot(&self.vars)?;
+                        let snap = self.snapshot_all()?;
                         for (v, a) in self.trainable.iter().zip(avg) {
                             v.set(a)?;
                         }
@@ -774,10 +1239,10 @@ impl Trainer {
                 });
                 let improved = metric < best.0;
                 if improved {
-                    best = (metric, n_steps, snapshot(&self.vars)?);
+                    best = (metric, n_steps, self.snapshot_all()?);
                 }
                 if let Some(snap) = current {
-                    restore(&self.vars, &snap)?;
+                    self.restore_all(&snap)?;
                 }
                 if improved {
                     since_best = 0;
@@ -797,7 +1262,7 @@ impl Trainer {
                 }
             }
         }
-        restore(&self.vars, &best.2)?;
+        self.restore_all(&best.2)?;
         Ok(TrainReport { points, n_steps, n_skipped, best_step: best.1, n_decays })
     }
 
@@ -806,7 +1271,7 @@ impl Trainer {
     /// # Errors
     /// IO and candle errors.
     pub fn save(&self, path: &std::path::Path) -> Result<(), Error> {
-        Ok(save_checkpoint(&self.vars, path)?)
+        Ok(save_checkpoint(&self.checkpoint_vars()?, path)?)
     }
 
     /// Loads a checkpoint written by [`Trainer::save`] for the same architecture (strict).
@@ -814,7 +1279,7 @@ impl Trainer {
     /// # Errors
     /// [`Error::Bridge`] on any name or shape mismatch.
     pub fn load(&self, path: &std::path::Path) -> Result<(), Error> {
-        Ok(load_checkpoint(&self.vars, path)?)
+        Ok(load_checkpoint(&self.checkpoint_vars()?, path)?)
     }
 }
 
@@ -823,6 +1288,7 @@ mod tests {
     use super::*;
     use crate::data::{Scenario, draw_instance};
     use crate::unroll::tests::settings;
+    use beamlab_linalg_ops::c64;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -1016,6 +1482,233 @@ mod tests {
         assert!(!t.step(&batch).unwrap().skipped);
         let after = coefficients(t.model(), &train[0]).unwrap().1;
         assert!(before != after);
+    }
+
+    fn stat_data(n: usize, seed: u64, n_samples: usize) -> Vec<StatInstance> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let sc = Scenario { angular_spread_deg: 5.0, ..Scenario::default() };
+        (0..n)
+            .map(|i| crate::statistical::draw_stat_instance(&sc, [1, 4][i % 2], n_samples, i % 2, &mut rng).unwrap())
+            .collect()
+    }
+
+    fn stat_trainer(params: TrainParams, train: &[StatInstance], seed: u64, two: bool, kb: f64) -> Trainer {
+        let st = UnrollSettings { softmin_sharpness: kb, ..settings(100.0) };
+        Trainer::statistical(&GcnConfig::default(), st, params, 2, train, seed, two).unwrap()
+    }
+
+    /// The system step's coefficient gradients (both networks' heads) against central
+    /// differences of `L = Σ_t (Σ_k g_tk d_tk + g_P P_t)` with the analog selection fixed.
+    #[test]
+    fn statistical_system_gradient_matches_finite_differences() {
+        let systems = stat_data(6, 31, 3);
+        for two in [false, true] {
+            let t = stat_trainer(quick(), &systems, 3, two, 0.0);
+            let mut checked = 0;
+            for sys in &systems {
+                let view = sys.view();
+                let heads = t.heads(view).unwrap();
+                assert_eq!(heads.heads.len(), if two { 4 } else { 1 });
+                let fwd = t.forward_system(view, &heads);
+                let outs: Vec<_> = fwd
+                    .samples
+                    .iter()
+                    .zip(&heads.of_sample)
+                    .map(|(o, &h)| {
+                        o.as_ref().ok().map(|o| (heads.heads[h].0.clone(), heads.heads[h].1.clone(), o.clone()))
+                    })
+                    .collect();
+                if outs.iter().any(Option::is_none) {
+                    continue;
+                }
+                let gm: Vec<Vec<f64>> =
+                    (0..3).map(|s| (0..3).map(|k| 0.3 * (s as f64 + 1.0) - 0.2 * k as f64).collect()).collect();
+                let gp = 0.04;
+                let grads = t.backward_system(view, &heads, &fwd.steps, &outs, &gm, &[gp; 3]).unwrap();
+                let (selection, analog) = {
+                    let o = outs[0].as_ref().unwrap();
+                    (o.2.selection.clone(), o.2.analog.clone())
+                };
+                // The loss with every sample's coefficients given by `coeffs_of(sample)`.
+                let loss = |coeffs_of: &dyn Fn(usize) -> Array2<f64>| -> f64 {
+                    sys.samples
+                        .iter()
+                        .enumerate()
+                        .map(|(s, sample)| {
+                            let o = evaluate_analog(sample, &coeffs_of(s), analog.clone(), &selection, &t.settings)
+                                .unwrap();
+                            o.margin_db.iter().zip(&gm[s]).map(|(d, g)| d * g).sum::<f64>() + gp * o.power()
+                        })
+                        .sum()
+                };
+                for (h, (_, c)) in heads.heads.iter().enumerate() {
+                    let uses = |s: usize| heads.of_sample[s] == h;
+                    if !(0..3).any(uses) {
+                        // The analog head of the 2GCN: no gradient with the selection fixed.
+                        assert!(grads[h].is_none(), "head {h} has a gradient without straight-through");
+                        continue;
+                    }
+                    let an = grads[h].as_ref().unwrap();
+                    for ((u, i), &g) in an.indexed_iter() {
+                        let step = 1e-6 * c[[u, i]];
+                        let at = |delta: f64| {
+                            let mut cp = c.clone();
+                            cp[[u, i]] += delta;
+                            loss(&|s| if uses(s) { cp.clone() } else { heads.heads[heads.of_sample[s]].1.clone() })
+                        };
+                        let fd = (at(step) - at(-step)) / (2.0 * step);
+                        let rel = (fd - g).abs() / fd.abs().max(1e-2);
+                        assert!(rel < 1e-5, "two {two} head {h} c[{u},{i}]: fd {fd} vs {g} (rel {rel:e})");
+                    }
+                }
+                checked += 1;
+            }
+            assert!(checked >= 2, "only {checked} systems with every sample feasible");
+        }
+    }
+
+    /// `∂L/∂A*` summed over the samples (the input of the straight-through path) against central
+    /// differences of the system loss moving the common `A` of all samples.
+    #[test]
+    fn statistical_analog_gradient_is_the_sum_over_samples() {
+        let systems = stat_data(4, 32, 3);
+        let t = stat_trainer(quick(), &systems, 3, true, 5.0);
+        let sys = &systems[0];
+        let heads = t.heads(sys.view()).unwrap();
+        let fwd = t.forward_system(sys.view(), &heads);
+        let outs: Vec<&UnrolledOutput> = fwd.samples.iter().map(|o| o.as_ref().unwrap()).collect();
+        let gm = [0.4, -0.3, 0.2];
+        let mut d_a = Array2::<c64>::zeros(outs[0].analog.dim());
+        for (sample, o) in sys.samples.iter().zip(&outs) {
+            d_a += &backward(sample, o, &gm, 0.05).unwrap().analog;
+        }
+        let loss = |a: &Array2<c64>| -> f64 {
+            sys.samples
+                .iter()
+                .zip(&outs)
+                .map(|(sample, o)| {
+                    let e = evaluate_analog(sample, &o.coeffs, a.clone(), &o.selection, &t.settings).unwrap();
+                    e.margin_db.iter().zip(&gm).map(|(d, g)| d * g).sum::<f64>() + 0.05 * e.power()
+                })
+                .sum()
+        };
+        for seed in 0..2 {
+            let e = crate::util::testutil::rand_mat(16, 5, 90 + seed);
+            let step = 1e-6;
+            let a0 = &outs[0].analog;
+            let fd = (loss(&(a0 + &e.mapv(|z| z * step))) - loss(&(a0 - &e.mapv(|z| z * step)))) / (2.0 * step);
+            let an = 2.0 * d_a.iter().zip(e.iter()).map(|(g, d)| (g.conj() * d).re).sum::<f64>();
+            assert!((fd - an).abs() < 1e-5 * fd.abs().max(1e-2), "fd {fd} vs {an}");
+        }
+        // The step routes it through the straight-through path to the analog head.
+        let outs_t: Vec<_> = fwd
+            .samples
+            .iter()
+            .zip(&heads.of_sample)
+            .map(|(o, &h)| o.as_ref().ok().map(|o| (heads.heads[h].0.clone(), heads.heads[h].1.clone(), o.clone())))
+            .collect();
+        assert!(!fwd.steps.is_empty(), "the selection recorded no trials");
+        let grads =
+            t.backward_system(sys.view(), &heads, &fwd.steps, &outs_t, &vec![gm.to_vec(); 3], &[0.05; 3]).unwrap();
+        let mut sel = outs[0].clone();
+        sel.coeffs.clone_from(&heads.heads[0].1);
+        sel.steps.clone_from(&fwd.steps);
+        let expected = straight_through_gradient_cov(&sys.r_hat, sys.targets(), &sel, &d_a, &t.settings).unwrap();
+        let got = grads[0].as_ref().unwrap();
+        assert!(expected.iter().any(|x| x.abs() > 1e-9), "{expected}");
+        assert!(
+            got.iter().zip(&expected).all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)),
+            "{got} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn hostile_statistical_batch_never_yields_non_finite_parameters() {
+        let mut systems = stat_data(6, 33, 3);
+        let zero = beamlab_linalg_ops::c64::new(0.0, 0.0);
+        systems[0].r_hat[0].fill(zero); // zero statistics
+        for s in &mut systems[0].samples {
+            s.h_est[0].fill(zero);
+        }
+        for s in &mut systems[1].samples {
+            s.targets = vec![1e12; 3]; // absurd targets
+        }
+        systems[2].samples[1].h[1][0] = beamlab_linalg_ops::c64::new(f64::NAN, 0.0); // corrupted truth
+        systems[3].r_hat[2].mapv_inplace(|z| z * 1e120); // overflowing statistics
+        systems[3].samples[0].h_est[2].mapv_inplace(|z| z * 1e120);
+        systems[4].r_hat[1][[0, 0]] = beamlab_linalg_ops::c64::new(f64::NAN, 0.0); // corrupted statistics
+        for s in &mut systems[5].samples {
+            s.zeta = 0.0;
+        }
+        for two in [false, true] {
+            for loss in [ConstraintLoss::default(), ConstraintLoss::Quantile] {
+                let params = TrainParams { lr: 10.0, clip_percentile: 100.0, loss: loss.clone(), ..quick() };
+                let mut t = stat_trainer(params, &systems, 5, two, 5.0);
+                let batch: Vec<&StatInstance> = systems.iter().collect();
+                for _ in 0..3 {
+                    let r = t.step(&batch).unwrap();
+                    assert!(r.n_masked >= 4, "{two} {loss:?}: {r:?}");
+                    assert!(t.var_maps().into_iter().all(|m| all_finite(m).unwrap()));
+                    assert!(t.duals().iter().chain(t.kappas()).all(|x| x.is_finite()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn statistical_training_is_deterministic_and_checkpoints_both_networks() {
+        let train = stat_data(8, 34, 3);
+        let val = stat_data(4, 35, 3);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut t = stat_trainer(quick(), &train, 9, true, 5.0);
+                let report = t.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(2)).unwrap();
+                (t, report)
+            })
+        };
+        let (t, report) = run(2);
+        let (t1, report1) = run(1);
+        assert_eq!(report, report1, "thread count changed the training run");
+        assert_eq!(report.points.len(), 3);
+        assert!(report.n_skipped < report.n_steps, "{report:?}");
+        let outs = |t: &Trainer| -> Vec<(Vec<usize>, Vec<f64>)> {
+            t.infer_statistical(&val[0])
+                .unwrap()
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|o| (o.selection, o.powers))
+                .collect()
+        };
+        assert_eq!(outs(&t), outs(&t1));
+        assert!(!outs(&t).is_empty());
+        // The restored parameters give the best validation metric.
+        let best = report.points.iter().map(|p| p.metric).fold(f64::INFINITY, f64::min);
+        let now = t.evaluate(&val).unwrap().metric(1000.0, 0.1);
+        assert!((now - best).abs() < 1e-9 * best.abs().max(1.0), "restored {now} vs best {best}");
+        // Checkpoint round trip of both networks (weights and both feature statistics) into a
+        // trainer with another seed and other training data (hence other statistics).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2gcn.safetensors");
+        t.save(&path).unwrap();
+        let other = stat_trainer(quick(), &val, 99, true, 5.0);
+        assert_ne!(outs(&other), outs(&t));
+        other.load(&path).unwrap();
+        assert_eq!(outs(&other), outs(&t));
+        // A one-network checkpoint does not fit the two-network model, nor an instance model.
+        let single = stat_trainer(quick(), &train, 9, false, 5.0);
+        let p1 = dir.path().join("gcn.safetensors");
+        single.save(&p1).unwrap();
+        assert!(other.load(&p1).is_err());
+        assert!(single.load(&path).is_err());
+        // Systems of the wrong kind are typed errors.
+        assert!(single.evaluate(&data(2, 1)).is_err());
+        let inst_trainer = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &data(4, 1), 1).unwrap();
+        assert!(inst_trainer.evaluate(&val).is_err());
+        assert!(
+            Trainer::statistical(&GcnConfig::default(), settings(100.0), quick(), 2, &[], 1, false).is_err(),
+            "empty training set"
+        );
     }
 
     #[test]

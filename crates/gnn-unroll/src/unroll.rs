@@ -823,6 +823,70 @@ pub(crate) mod tests {
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12 && w[2] == 0.0 && w[1] > w[0]);
     }
 
+    /// Full-rank statistical CSI: the straight-through gradient of a selection made on `R̂`
+    /// ([`select_cov`]) is the exact gradient of the relaxed softmin objective
+    /// `R(c) = Σ_m Σ_i π_i(P(c)) 2 Re(c_i^H ∂L/∂a_m*)` built from the virtual channels of `R̂`.
+    #[test]
+    fn straight_through_gradient_cov_matches_the_relaxed_softmin_objective_for_full_rank_covariances() {
+        let sc = Scenario { angular_spread_deg: 20.0, target_db: (0.0, 3.0), ..Scenario::default() };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let st = settings(100.0);
+        let c = coeffs();
+        // A system whose statistical virtual problem is feasible (full-rank R̂ from 8 samples
+        // with L = 4 kept coefficients).
+        let (sys, greedy) = (0..20)
+            .find_map(|_| {
+                let sys = crate::statistical::draw_stat_instance(&sc, 4, 8, 0, &mut rng).unwrap();
+                let g = select_cov(&sys.r_hat, sys.targets(), &c, &st, true).ok()?;
+                Some((sys, g))
+            })
+            .expect("a statistically feasible system");
+        // Rank > 1 (PSD: tr(R)² > ‖R‖_F² unless R is rank one): not the rank-one case.
+        for r in &sys.r_hat {
+            let fro: f64 = r.iter().map(|z| z.norm_sqr()).sum();
+            let tr: f64 = r.diag().iter().map(|z| z.re).sum();
+            assert!(tr * tr > 1.5 * fro, "R̂ is (nearly) rank one: tr² {} vs ‖R‖² {fro}", tr * tr);
+        }
+        assert_eq!(greedy.steps.len(), 5);
+        let a = st.codebook.select(Axis(1), &greedy.selection);
+        let mut out = evaluate_analog(&sys.samples[0], &c, a, &greedy.selection, &st).unwrap();
+        out.steps = greedy.steps.clone();
+        let d_a = crate::util::testutil::rand_mat(16, 5, 77);
+        let st_grad = straight_through_gradient_cov(&sys.r_hat, sys.targets(), &out, &d_a, &st).unwrap();
+        assert!(st_grad.iter().any(|x| x.abs() > 1e-6), "{st_grad}");
+        let relaxed = |c: &Array2<f64>| -> f64 {
+            let (wanted, interference) = virtual_channels_cov(&sys.r_hat, c).unwrap();
+            let mut total = 0.0;
+            for m in 0..5 {
+                let step = out.steps.iter().rev().find(|s| s.chain == m).unwrap();
+                let powers: Vec<f64> = step
+                    .trials
+                    .iter()
+                    .map(|t| {
+                        let a = st.codebook.select(Axis(1), &t.selection);
+                        let ah = adjoint(&a);
+                        let sys = QosSystem::new(
+                            wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
+                            interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
+                            Array2::eye(5),
+                            sys.targets().to_vec(),
+                        )
+                        .unwrap();
+                        solve_qos(&sys, &st.qos, None).map_or(f64::INFINITY, |s| s.uplink_sum())
+                    })
+                    .collect();
+                let pi = softmin_weights(&powers, st.softmin_sharpness);
+                for (p, t) in pi.iter().zip(&step.trials) {
+                    let cw = st.codebook.column(t.codeword);
+                    total += p * 2.0 * cw.iter().zip(d_a.column(m)).map(|(a, b)| a.conj() * b).sum::<c64>().re;
+                }
+            }
+            total
+        };
+        let scale = st_grad.iter().fold(0.0f64, |mx, x| mx.max(x.abs()));
+        check_coefficient_gradient(&c, &st_grad, relaxed, 1e-3 * scale, 1e-5, "full-rank straight-through");
+    }
+
     fn perfect_csi(seed: u64) -> (Instance, Array2<f64>) {
         let mut inst = instance(seed);
         inst.h_est = inst.h.clone();
