@@ -97,6 +97,20 @@ pub struct OutageTableParams {
     pub calibrate_learned_db: f64,
 }
 
+impl OutageTableParams {
+    /// The user scenario of these parameters with angular spread `angular_spread_deg` (mean
+    /// angles uniform in ±60°).
+    pub(crate) fn scenario(&self, angular_spread_deg: f64) -> Scenario {
+        Scenario {
+            n_antennas: (self.n_antennas[0], self.n_antennas[1]),
+            n_users: self.n_users,
+            angular_spread_deg,
+            max_angle_deg: 60.0,
+            target_db: (self.target_db[0], self.target_db[1]),
+        }
+    }
+}
+
 impl Default for OutageTableParams {
     fn default() -> Self {
         Self {
@@ -172,13 +186,7 @@ impl OutageTable {
             return bad("calibrate_learned_db must be in [0, 30]");
         }
         TrainParams { epsilon: p.epsilon, ..p.train.clone() }.check()?;
-        let scenario = Scenario {
-            n_antennas: (p.n_antennas[0], p.n_antennas[1]),
-            n_users: p.n_users,
-            angular_spread_deg: p.angular_spread_deg,
-            max_angle_deg: 60.0,
-            target_db: (p.target_db[0], p.target_db[1]),
-        };
+        let scenario = p.scenario(p.angular_spread_deg);
         let mut groups = pilot_groups(&p.rho_db);
         if !p.uniform_group {
             groups.truncate(p.rho_db.len());

@@ -96,13 +96,7 @@ impl Generalisation {
         let groups = ks
             .iter()
             .map(|&k| {
-                let scenario = Scenario {
-                    n_antennas: (b.n_antennas[0], b.n_antennas[1]),
-                    n_users: k,
-                    angular_spread_deg: b.angular_spread_deg,
-                    max_angle_deg: 60.0,
-                    target_db: (b.target_db[0], b.target_db[1]),
-                };
+                let scenario = Scenario { n_users: k, ..b.scenario(b.angular_spread_deg) };
                 (scenario, CsiModel::Pilot { lo_db: lo, hi_db: hi })
             })
             .collect();

@@ -290,14 +290,7 @@ impl StatisticalTable {
                 params.angular_spread_deg
             )));
         }
-        let b = &params.base;
-        let scenario = Scenario {
-            n_antennas: (b.n_antennas[0], b.n_antennas[1]),
-            n_users: b.n_users,
-            angular_spread_deg: params.angular_spread_deg,
-            max_angle_deg: 60.0,
-            target_db: (b.target_db[0], b.target_db[1]),
-        };
+        let scenario = params.base.scenario(params.angular_spread_deg);
         let groups = params.n_keep.iter().map(|&l| (scenario.clone(), CsiModel::Quantised { n_keep: l })).collect();
         let table = OutageTable::with_groups(params.base.clone(), groups)?;
         Ok(Self { table, n_keep: params.n_keep, n_samples: params.n_samples, scenario })

@@ -791,32 +791,7 @@ pub(crate) mod tests {
         assert!(st_grad.iter().any(|x| x.abs() > 1e-8), "{st_grad:?}");
         let relaxed = |c: &Array2<f64>| -> f64 {
             let (wanted, interference) = virtual_channels(&inst.h_est, c).unwrap();
-            let mut total = 0.0;
-            for m in 0..5 {
-                let step = out.steps.iter().rev().find(|s| s.chain == m).unwrap();
-                let powers: Vec<f64> = step
-                    .trials
-                    .iter()
-                    .map(|t| {
-                        let a = st.codebook.select(Axis(1), &t.selection);
-                        let ah = adjoint(&a);
-                        let sys = QosSystem::new(
-                            wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                            interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                            Array2::eye(5),
-                            inst.targets.clone(),
-                        )
-                        .unwrap();
-                        solve_qos(&sys, &st.qos, None).map_or(f64::INFINITY, |s| s.uplink_sum())
-                    })
-                    .collect();
-                let pi = softmin_weights(&powers, st.softmin_sharpness);
-                for (p, t) in pi.iter().zip(&step.trials) {
-                    let cw = st.codebook.column(t.codeword);
-                    total += p * 2.0 * cw.iter().zip(back.analog.column(m)).map(|(a, b)| a.conj() * b).sum::<c64>().re;
-                }
-            }
-            total
+            relaxed_softmin(&wanted, &interference, &inst.targets, &out.steps, &back.analog, &st)
         };
         check_coefficient_gradient(&c, &st_grad, relaxed, 1e-3, 1e-4, "straight-through");
         let w = softmin_weights(&[2.0, 1.0, f64::INFINITY], 5.0);
@@ -856,35 +831,51 @@ pub(crate) mod tests {
         assert!(st_grad.iter().any(|x| x.abs() > 1e-6), "{st_grad}");
         let relaxed = |c: &Array2<f64>| -> f64 {
             let (wanted, interference) = virtual_channels_cov(&sys.r_hat, c).unwrap();
-            let mut total = 0.0;
-            for m in 0..5 {
-                let step = out.steps.iter().rev().find(|s| s.chain == m).unwrap();
-                let powers: Vec<f64> = step
-                    .trials
-                    .iter()
-                    .map(|t| {
-                        let a = st.codebook.select(Axis(1), &t.selection);
-                        let ah = adjoint(&a);
-                        let sys = QosSystem::new(
-                            wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                            interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                            Array2::eye(5),
-                            sys.targets().to_vec(),
-                        )
-                        .unwrap();
-                        solve_qos(&sys, &st.qos, None).map_or(f64::INFINITY, |s| s.uplink_sum())
-                    })
-                    .collect();
-                let pi = softmin_weights(&powers, st.softmin_sharpness);
-                for (p, t) in pi.iter().zip(&step.trials) {
-                    let cw = st.codebook.column(t.codeword);
-                    total += p * 2.0 * cw.iter().zip(d_a.column(m)).map(|(a, b)| a.conj() * b).sum::<c64>().re;
-                }
-            }
-            total
+            relaxed_softmin(&wanted, &interference, sys.targets(), &out.steps, &d_a, &st)
         };
         let scale = st_grad.iter().fold(0.0f64, |mx, x| mx.max(x.abs()));
         check_coefficient_gradient(&c, &st_grad, relaxed, 1e-3 * scale, 1e-5, "full-rank straight-through");
+    }
+
+    /// The relaxed softmin objective `R = Σ_m Σ_i π_i(P) 2 Re(c_i^H ∂L/∂a_m*)` over the last greedy
+    /// step of every RF chain, with trial powers `P` from the virtual channels and the trial
+    /// selections held fixed: its gradient in the coefficients is what the straight-through path
+    /// injects.
+    fn relaxed_softmin(
+        wanted: &[Array2<c64>],
+        interference: &[Array2<c64>],
+        targets: &[f64],
+        steps: &[GreedyStep],
+        d_analog: &Array2<c64>,
+        st: &UnrollSettings,
+    ) -> f64 {
+        let n_rf = d_analog.ncols();
+        let mut total = 0.0;
+        for m in 0..n_rf {
+            let step = steps.iter().rev().find(|s| s.chain == m).unwrap();
+            let powers: Vec<f64> = step
+                .trials
+                .iter()
+                .map(|t| {
+                    let a = st.codebook.select(Axis(1), &t.selection);
+                    let ah = adjoint(&a);
+                    let sys = QosSystem::new(
+                        wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
+                        interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
+                        Array2::eye(n_rf),
+                        targets.to_vec(),
+                    )
+                    .unwrap();
+                    solve_qos(&sys, &st.qos, None).map_or(f64::INFINITY, |s| s.uplink_sum())
+                })
+                .collect();
+            let pi = softmin_weights(&powers, st.softmin_sharpness);
+            for (p, t) in pi.iter().zip(&step.trials) {
+                let cw = st.codebook.column(t.codeword);
+                total += p * 2.0 * cw.iter().zip(d_analog.column(m)).map(|(a, b)| a.conj() * b).sum::<c64>().re;
+            }
+        }
+        total
     }
 
     fn perfect_csi(seed: u64) -> (Instance, Array2<f64>) {
