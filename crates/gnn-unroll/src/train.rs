@@ -23,6 +23,12 @@
 //! dual step if `decay_dual`) is multiplied by `decay_factor`, after `stop_patience` training stops;
 //! the best parameters are restored.
 //!
+//! Own additions, off by default (docs/gnn-unroll.md, "Spec check 3"): [`PowerBalance::PerGroup`]
+//! spreads the power term's gradient so every group gets the same pull per relative change (the
+//! loss value is unchanged), and `TrainParams::param_averaging = β` validates, early-stops and
+//! restores the running average `θ̄ ← βθ̄ + (1 − β)θ` of the parameters while training continues
+//! from `θ`.
+//!
 //! Systems ([`System`]): the loop runs on [`Instance`]s (Tables 2–3) or on statistical-CSI
 //! systems [`StatInstance`] (Table 4, [`Trainer::statistical`]): the analog network sees the
 //! statistical CSI and drives the selection on `R̂`, each sample's baseband problem uses the same
