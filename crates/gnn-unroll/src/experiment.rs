@@ -41,7 +41,8 @@ use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
 use crate::qos::{QosOptions, QosSystem, solve_qos};
 use crate::train::{ConstraintLoss, DualSignal, EvalStats, System, TrainParams, Trainer, evaluate_designs};
-use crate::unroll::{Architecture, UnrollSettings};
+use crate::unroll::{Architecture, UnrollSettings, UnrolledOutput};
+use beamlab_core::derive_seed;
 
 /// Parameters of the Table 2 experiment. Defaults are the quick profile (≈ 1–3 min on 2 cores);
 /// the CPU-scale profile of spec §7 is documented in docs/gnn-unroll.md.
@@ -95,6 +96,13 @@ pub struct OutageTableParams {
     /// scaled by one offset per group, bisected on the validation set in `[−c, +c]` dB to the
     /// nominal outage (as G-HBF-marg's margins are). 0 (default) disables it.
     pub calibrate_learned_db: f64,
+    /// Per-group fine-tuning of U-G-HBF-GCN and U-G-HBF-FCN (own addition, docs/gnn-unroll.md
+    /// "Spec check 3"): when > 0, the trained shared model is copied once per constraint group and
+    /// each copy is trained for up to this many more steps on its group's training instances only
+    /// (fresh optimiser and duals; validation, early stopping and restore on the group's
+    /// validation instances). Each instance is then designed by its group's copy: series
+    /// `"<method>+ft"` (and `"<method>+ft+cal"` with calibration). 0 (default) disables it.
+    pub finetune_steps: usize,
 }
 
 impl OutageTableParams {
@@ -134,6 +142,7 @@ impl Default for OutageTableParams {
             quantile_dual_signal: DualSignal::Surrogate,
             uniform_group: true,
             calibrate_learned_db: 0.0,
+            finetune_steps: 0,
         }
     }
 }
@@ -429,7 +438,8 @@ impl OutageTable {
                 let tp = TrainParams { epsilon: eps, loss, dual_signal, ..self.params.train.clone() };
                 let arch = if unit == 5 { Architecture::FullyDigital } else { Architecture::Hybrid };
                 let trainer = Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
-                self.learned_instance_unit(method, trainer, [&train, &val, &test], seed)
+                let finetune = matches!(unit, 2 | 3).then_some(&gcn);
+                self.learned_instance_unit(method, trainer, [&train, &val, &test], seed, finetune)
             }
         }
     }
@@ -448,19 +458,76 @@ impl OutageTable {
     }
 
     /// [`Self::learned_unit`] on instances, plus the calibrated series `"<method>+cal"` when
-    /// `calibrate_learned_db > 0`.
+    /// `calibrate_learned_db > 0`, and, when `finetune` (the network configuration of `trainer`)
+    /// is given and `finetune_steps > 0`, the per-group fine-tuned series `"<method>+ft"` (and
+    /// `"<method>+ft+cal"`).
     pub(crate) fn learned_instance_unit(
         &self,
         method: &str,
         trainer: Trainer,
         data: [&[Instance]; 3],
         seed: u64,
+        finetune: Option<&GcnConfig>,
     ) -> Result<Vec<CurveRow>, Error> {
         let (mut rows, trainer) = self.trained_rows(method, trainer, data, seed)?;
-        if self.params.calibrate_learned_db > 0.0 {
-            rows.extend(self.calibrated_learned_rows(&format!("{method}+cal"), &trainer, data[1], data[2])?);
+        let calibrate = self.params.calibrate_learned_db > 0.0;
+        if calibrate {
+            rows.extend(self.calibrated_learned_rows(
+                &format!("{method}+cal"),
+                &|i| trainer.infer(i),
+                data[1],
+                data[2],
+            )?);
+        }
+        if let Some(cfg) = finetune.filter(|_| self.params.finetune_steps > 0) {
+            let tuned = self.finetuned_per_group(&trainer, cfg, data, seed)?;
+            let (n_groups, p_max) = (self.groups.len(), self.params.power_budget);
+            let infer = |i: &Instance| tuned[i.group.min(n_groups - 1)].0.infer(i);
+            let ft = format!("{method}+ft");
+            for (g, (_, best)) in tuned.iter().enumerate() {
+                rows.push(CurveRow::single(&ft, "best_step", g as f64, *best as f64));
+            }
+            let design = |i: &Instance| design_of(infer(i));
+            rows.extend(self.val_rows(&ft, &evaluate_designs(data[1], n_groups, p_max, design)?));
+            rows.extend(self.table_rows(&ft, &evaluate_designs(data[2], n_groups, p_max, design)?));
+            if calibrate {
+                rows.extend(self.calibrated_learned_rows(&format!("{ft}+cal"), &infer, data[1], data[2])?);
+            }
         }
         Ok(rows)
+    }
+
+    /// One copy of the trained `shared` model per constraint group, trained further on that
+    /// group's instances only (`finetune_steps`, fresh optimiser and duals, seeds derived from
+    /// `seed` and the group), with its restored best step. A group without training or
+    /// validation instances keeps the shared model (best step 0).
+    fn finetuned_per_group(
+        &self,
+        shared: &Trainer,
+        cfg: &GcnConfig,
+        data: [&[Instance]; 3],
+        seed: u64,
+    ) -> Result<Vec<(Trainer, usize)>, Error> {
+        let [train, val, _] = data;
+        let n_groups = self.groups.len();
+        let params = TrainParams { n_steps: self.params.finetune_steps, ..shared.params().clone() };
+        (0..n_groups)
+            .map(|g| {
+                let _span = tracing::info_span!("finetune_group", g).entered();
+                let sub =
+                    |d: &[Instance]| d.iter().filter(|i| i.group.min(n_groups - 1) == g).cloned().collect::<Vec<_>>();
+                let (train_g, val_g) = (sub(train), sub(val));
+                let seed_g = derive_seed(seed, &[0xf1, g as u64]);
+                let mut t = Trainer::new(cfg, shared.settings().clone(), params.clone(), n_groups, train, seed_g)?
+                    .with_architecture(shared.architecture());
+                t.copy_parameters_from(shared)?;
+                if train_g.is_empty() || val_g.is_empty() {
+                    return Ok((t, 0));
+                }
+                let report = t.train(&train_g, &val_g, &mut ChaCha8Rng::seed_from_u64(seed_g))?;
+                Ok((t, report.best_step))
+            })
+            .collect()
     }
 
     /// The rows of [`Self::learned_unit`] and the trained model.
@@ -498,22 +565,21 @@ impl OutageTable {
     /// `±calibrate_learned_db` (the instance's targets scaled by the offset for the network's
     /// features and the solver; outage still counted against the true targets): `margin_db`,
     /// validation and test rows under `method`.
-    fn calibrated_learned_rows(
+    fn calibrated_learned_rows<F>(
         &self,
         method: &str,
-        trainer: &Trainer,
+        infer: &F,
         val: &[Instance],
         test: &[Instance],
-    ) -> Result<Vec<CurveRow>, Error> {
+    ) -> Result<Vec<CurveRow>, Error>
+    where
+        F: Fn(&Instance) -> Result<UnrolledOutput, Error> + Sync,
+    {
         let (n_groups, p_max) = (self.groups.len(), self.params.power_budget);
         let design = |inst: &Instance, offset: f64| {
             let mut scaled = inst.clone();
             scaled.targets.iter_mut().for_each(|g| *g *= offset);
-            match trainer.infer(&scaled) {
-                Ok(out) => Ok(Some((out.power(), out.sinr))),
-                Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
+            design_of(infer(&scaled))
         };
         let c = self.params.calibrate_learned_db;
         let outage_at = |g: usize, m: f64| -> Result<f64, Error> {
@@ -541,6 +607,16 @@ impl OutageTable {
         rows.extend(self.val_rows(method, &evaluate_designs(val, n_groups, p_max, |i| design(i, offset_of(i)))?));
         rows.extend(self.table_rows(method, &evaluate_designs(test, n_groups, p_max, |i| design(i, offset_of(i)))?));
         Ok(rows)
+    }
+}
+
+/// `(power, true SINRs)` of a learned model's output; `None` when its virtual problem was
+/// infeasible or singular (counted as an infeasible instance).
+fn design_of(out: Result<UnrolledOutput, Error>) -> Result<Option<(f64, Vec<f64>)>, Error> {
+    match out {
+        Ok(out) => Ok(Some((out.power(), out.sinr))),
+        Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -687,6 +763,34 @@ mod tests {
         let same: Vec<CurveRow> = exp_plain.run_unit(2, 1).unwrap();
         assert_eq!(rows.iter().filter(|r| r.series == "U-G-HBF-GCN").cloned().collect::<Vec<_>>(), same);
         assert!(outage_table(OutageTableParams { calibrate_learned_db: -1.0, ..tiny() }).is_err());
+    }
+
+    #[test]
+    fn per_group_finetuning_never_worsens_a_groups_validation_metric() {
+        let p = OutageTableParams { finetune_steps: 3, n_val: 24, ..tiny() };
+        let rows = outage_table(p.clone()).unwrap().run_unit(2, 1).unwrap();
+        let of = |series: &str, metric: &str| -> Vec<f64> {
+            rows.iter().filter(|r| r.series == series && r.metric == metric).map(|r| r.mean).collect()
+        };
+        assert_eq!(of("U-G-HBF-GCN+ft", "best_step").len(), 4);
+        assert_eq!(of("U-G-HBF-GCN+ft", "outage").len(), 4);
+        // Each group's copy restores its best validation point, the shared model (step 0)
+        // included, so its metric V_g = P_g + μ̄ [o_g − ε]_+ is never above the shared model's.
+        let v = |series: &str| -> Vec<f64> {
+            let (pw, o) = (of(series, "val_power_group"), of(series, "val_outage_group"));
+            pw.iter().zip(&o).map(|(pw, o)| pw + 1000.0 * (o - 0.1).max(0.0)).collect()
+        };
+        let (shared, tuned) = (v("U-G-HBF-GCN"), v("U-G-HBF-GCN+ft"));
+        assert_eq!(shared.len(), 4);
+        for (g, (s, t)) in shared.iter().zip(&tuned).enumerate() {
+            assert!(*t <= s + 1e-9 * s.abs(), "group {g}: fine-tuned V {t} > shared V {s}");
+        }
+        // The shared series is unchanged by the extra rows; other units and 0 steps add none.
+        let plain = outage_table(OutageTableParams { finetune_steps: 0, ..p.clone() }).unwrap().run_unit(2, 1).unwrap();
+        assert!(plain.iter().all(|r| !r.series.contains("+ft")));
+        assert_eq!(rows.iter().filter(|r| r.series == "U-G-HBF-GCN").cloned().collect::<Vec<_>>(), plain);
+        let quantile = outage_table(p).unwrap().run_unit(4, 1).unwrap();
+        assert!(quantile.iter().all(|r| !r.series.contains("+ft")));
     }
 
     #[test]

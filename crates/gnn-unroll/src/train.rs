@@ -12,7 +12,7 @@
 //!
 //! Primal step: AdamW on `∂L/∂θ` (through [`backward`] and the network) after
 //! AutoClip (the gradient norm is clipped to the `clip_percentile`-th percentile of all norms
-//! seen so far). Dual step: `μ_g ← clip(μ_g + η_μ δ_g, 0, μ_max)` with `δ_g = ô_g − ε`, the exact
+//! seen so far). Dual step: `μ_g ← clip(μ_g + η_μ δ_g, μ_min, μ_max)` (`μ_min = 0` by default) with `δ_g = ô_g − ε`, the exact
 //! empirical outage of the batch (default), or `δ_g = ĝ_g` ([`DualSignal`]). Instances whose forward pass
 //! fails (infeasible virtual problem) or yields non-finite values are masked (zero gradient). A step
 //! whose gradient is non-finite is skipped, and a step that leaves a non-finite parameter is rolled
@@ -154,6 +154,11 @@ pub struct TrainParams {
     pub mu_init: f64,
     /// Dual upper bound `μ_max`.
     pub mu_max: f64,
+    /// Dual lower bound (default 0, the paper's inequality constraint). A negative value lets a
+    /// group's dual go below 0 when its batch outage stays under `ε`, so the Lagrangian then
+    /// rewards *using* the allowed outage: the constraint is treated as the equality it is at the
+    /// optimum of a power minimisation (own addition, docs/gnn-unroll.md "Spec check 3").
+    pub mu_min: f64,
     /// Nominal outage `ε`.
     pub epsilon: f64,
     /// Steps between validations.
@@ -195,6 +200,7 @@ impl Default for TrainParams {
             lr_dual: 0.2,
             mu_init: 0.1,
             mu_max: 100.0,
+            mu_min: 0.0,
             epsilon: 0.1,
             eval_every: 10,
             decay_patience: 4,
@@ -237,6 +243,9 @@ impl TrainParams {
         }
         if !(pos(self.mu_max) && self.mu_init <= self.mu_max && self.mu_bar >= 0.0 && self.mu_bar.is_finite()) {
             return bad("mu_max must be finite, >= mu_init; mu_bar finite >= 0");
+        }
+        if !(self.mu_min.is_finite() && self.mu_min <= 0.0 && self.mu_min <= self.mu_init) {
+            return bad("mu_min must be finite, <= 0 and <= mu_init");
         }
         if !(self.epsilon > 0.0 && self.epsilon < 1.0 && self.decay_factor > 0.0 && self.decay_factor <= 1.0) {
             return bad("epsilon must be in (0, 1), decay_factor in (0, 1]");
@@ -679,6 +688,32 @@ impl Trainer {
     pub fn with_architecture(mut self, architecture: Architecture) -> Self {
         self.architecture = architecture;
         self
+    }
+
+    /// Copies every variable of `other` (trainable parameters and feature statistics) into this
+    /// trainer's networks; the optimiser state, duals and annealing slopes stay this trainer's.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the two trainers have different numbers of networks; candle
+    /// errors when a variable is missing or has another shape (a different configuration).
+    pub fn copy_parameters_from(&mut self, other: &Trainer) -> Result<(), Error> {
+        let snap = other.snapshot_all()?;
+        if snap.len() != self.var_maps().len() {
+            return Err(Error::InvalidInput("copy_parameters_from: different numbers of networks".into()));
+        }
+        self.restore_all(&snap)
+    }
+
+    /// The training hyper-parameters.
+    #[must_use]
+    pub fn params(&self) -> &TrainParams {
+        &self.params
+    }
+
+    /// The unrolling settings.
+    #[must_use]
+    pub fn settings(&self) -> &UnrollSettings {
+        &self.settings
     }
 
     /// The beamforming architecture.
@@ -1163,7 +1198,7 @@ impl Trainer {
                 DualSignal::Surrogate => constraint[g],
                 DualSignal::Outage => outage[g] - self.params.epsilon,
             };
-            self.mu[g] = (self.mu[g] + self.lr_dual * signal).clamp(0.0, self.params.mu_max);
+            self.mu[g] = (self.mu[g] + self.lr_dual * signal).clamp(self.params.mu_min, self.params.mu_max);
             if let ConstraintLoss::Annealing { eta_kappa, kappa_max, scale, .. } = self.params.loss {
                 let target = if -quantiles[g] > 0.0 { (scale / -quantiles[g]).min(kappa_max) } else { kappa_max };
                 self.kappa[g] = (1.0 - eta_kappa) * self.kappa[g] + eta_kappa * target;
@@ -1449,6 +1484,41 @@ mod tests {
             }
         }
         assert!(discriminates, "surrogate and exact outage coincide: the test cannot tell them apart");
+    }
+
+    #[test]
+    fn dual_lower_bound_lets_an_over_fulfilled_group_go_negative() {
+        let train = data(12, 12);
+        let batch: Vec<&Instance> = train.iter().collect();
+        // ε = 0.9: the batch outage is far below ε, so the dual step is negative.
+        for mu_min in [0.0, -1.0, -0.01] {
+            let params = TrainParams { epsilon: 0.9, lr_dual: 0.7, mu_init: 0.0, mu_min, ..quick() };
+            let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 4).unwrap();
+            let r = t.step(&batch).unwrap();
+            for g in 0..2 {
+                assert!(r.outage[g] < 0.9, "{r:?}");
+                let want = (0.7 * (r.outage[g] - 0.9)).max(mu_min);
+                assert!((t.duals()[g] - want).abs() < 1e-12, "mu_min {mu_min} g{g}: {} vs {want}", t.duals()[g]);
+                assert!(if mu_min < -0.7 { t.duals()[g] < -0.01 } else { t.duals()[g] == mu_min });
+            }
+        }
+        for bad in [0.1, f64::NAN, -f64::INFINITY] {
+            assert!(TrainParams { mu_min: bad, ..quick() }.check().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn copying_parameters_reproduces_the_source_model() {
+        let train = data(6, 4);
+        let mk = |seed| Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &train, seed).unwrap();
+        let (source, mut copy) = (mk(1), mk(2));
+        let power = |t: &Trainer| t.infer(&train[0]).unwrap().power();
+        assert!((power(&source) - power(&copy)).abs() > 1e-9, "seeds 1 and 2 gave the same model");
+        copy.copy_parameters_from(&source).unwrap();
+        assert_eq!(power(&source), power(&copy));
+        let other =
+            Trainer::new(&GcnConfig { width: 7, ..GcnConfig::default() }, settings(100.0), quick(), 2, &train, 1);
+        assert!(copy.copy_parameters_from(&other.unwrap()).is_err(), "a different configuration was accepted");
     }
 
     #[test]
