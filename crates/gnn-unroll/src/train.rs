@@ -27,7 +27,8 @@
 //! spreads the power term's gradient so every group gets the same pull per relative change (the
 //! loss value is unchanged), and `TrainParams::param_averaging = β` validates, early-stops and
 //! restores the running average `θ̄ ← βθ̄ + (1 − β)θ` of the parameters while training continues
-//! from `θ`.
+//! from `θ`; a negative `TrainParams::mu_min` lets the duals of over-fulfilled groups go below 0
+//! (the outage constraint treated as the equality it is at the optimum).
 //!
 //! Systems ([`System`]): the loop runs on [`Instance`]s (Tables 2–3) or on statistical-CSI
 //! systems [`StatInstance`] (Table 4, [`Trainer::statistical`]): the analog network sees the
