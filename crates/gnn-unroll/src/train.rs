@@ -21,7 +21,8 @@
 //! Validation (54): `V = mean power + μ̄ Σ_g [ô_g − ε]_+` with the exact empirical outage `ô_g`;
 //! when `V` sets no new minimum for `decay_patience` validations the primal learning rate (and the
 //! dual step if `decay_dual`) is multiplied by `decay_factor`, after `stop_patience` training stops;
-//! the best parameters are restored.
+//! the best parameters are restored. With `TrainParams::restore_calibrated_db > 0` the calibrated
+//! criterion [`EvalStats::calibrated_metric`] takes the place of `V` for decay, stopping and restore.
 //!
 //! Own additions, off by default (docs/gnn-unroll.md, "Spec check 3"): [`PowerBalance::PerGroup`]
 //! spreads the power term's gradient so every group gets the same pull per relative change (the
@@ -190,6 +191,15 @@ pub struct TrainParams {
     /// in `[0, 1)`; validation, early stopping and the restored model then use `θ̄` (training
     /// continues from `θ`). 0 (default, the paper's) evaluates the current iterate.
     pub param_averaging: f64,
+    /// Restore criterion. 0 (default): the paper's `V` (54). `c > 0`: the *calibrated*
+    /// criterion [`EvalStats::calibrated_metric`] with downward offsets limited to `c` dB and
+    /// upward ones to `restore_raise_db`, penalised by `mu_bar` per dB beyond that — the mean
+    /// over groups of `ln P̂_g`, each group's power estimated at outage `ε` (own addition, for
+    /// models that are calibrated after training, docs/gnn-unroll.md "Spec check 3: a
+    /// calibrated restore criterion").
+    pub restore_calibrated_db: f64,
+    /// Largest upward offset (dB) the calibrated criterion credits (default 1).
+    pub restore_raise_db: f64,
 }
 
 impl Default for TrainParams {
@@ -215,6 +225,8 @@ impl Default for TrainParams {
             decay_dual: false,
             power_balance: PowerBalance::Pooled,
             param_averaging: 0.0,
+            restore_calibrated_db: 0.0,
+            restore_raise_db: 1.0,
         }
     }
 }
@@ -254,6 +266,13 @@ impl TrainParams {
         if !(self.infeasible_penalty >= 0.0 && self.infeasible_penalty.is_finite()) {
             return bad("infeasible_penalty must be finite and >= 0");
         }
+        if !(self.restore_calibrated_db >= 0.0
+            && self.restore_calibrated_db <= 30.0
+            && self.restore_raise_db >= 0.0
+            && self.restore_raise_db <= 30.0)
+        {
+            return bad("restore_calibrated_db and restore_raise_db must be in [0, 30]");
+        }
         if !(0.0..1.0).contains(&self.param_averaging) {
             return bad("param_averaging must be in [0, 1)");
         }
@@ -280,7 +299,13 @@ pub struct EvalStats {
     pub power: Vec<f64>,
     /// Instances whose forward pass failed (counted as all users in outage at `P_max`).
     pub n_infeasible: usize,
+    /// Per group, every user's SINR margin `10 log10(SINR/γ)` in dB on the true channel (users of
+    /// failed instances at [`FAILED_MARGIN_DB`]), in instance order.
+    pub margins_db: Vec<Vec<f64>>,
 }
+
+/// The SINR margin (dB) recorded for the users of a failed instance in [`EvalStats::margins_db`].
+pub const FAILED_MARGIN_DB: f64 = -100.0;
 
 impl EvalStats {
     /// The convergence metric (54) `V = mean power + μ̄ Σ_g [ô_g − ε]_+`.
@@ -288,6 +313,55 @@ impl EvalStats {
     pub fn metric(&self, mu_bar: f64, epsilon: f64) -> f64 {
         self.mean_power
             + mu_bar * self.outage.iter().filter(|o| o.is_finite()).map(|o| (o - epsilon).max(0.0)).sum::<f64>()
+    }
+
+    /// Per group, the target offset `δ_g = −q̂_ε(d_g)` (dB) that moves its outage to `epsilon`
+    /// to first order: scaling a group's targets by `10^{δ/10}` shifts every user's SINR margin
+    /// `d` by about `δ` dB, so the outage reaches `epsilon` where the interpolated
+    /// `epsilon`-quantile of the margins does. `NaN` for an empty group.
+    #[must_use]
+    pub fn calibration_offsets(&self, epsilon: f64) -> Vec<f64> {
+        self.margins_db.iter().map(|d| if d.is_empty() { f64::NAN } else { -quantile(d, epsilon).0 }).collect()
+    }
+
+    /// Each group's mean power estimated at outage `epsilon`: `P_g 10^{δ_g/10}` with the offset
+    /// of [`Self::calibration_offsets`] clamped to `[−lower_db, raise_db]` (the power scales about
+    /// like the targets). This is what the post-training calibration
+    /// (`OutageTableParams::calibrate_learned_db`) does exactly by bisection, at no cost beyond
+    /// the validation pass. The first-order shift holds for small offsets; raising the targets
+    /// of users with poor estimates shifts their true margins by much less (their SINR saturates
+    /// with power), hence the separate, smaller `raise_db`. `NaN` for an empty group.
+    #[must_use]
+    pub fn power_at_outage(&self, epsilon: f64, lower_db: f64, raise_db: f64) -> Vec<f64> {
+        self.power
+            .iter()
+            .zip(self.calibration_offsets(epsilon))
+            .map(|(&p, o)| if o.is_nan() { f64::NAN } else { p * 10f64.powf(o.clamp(-lower_db, raise_db) / 10.0) })
+            .collect()
+    }
+
+    /// The calibrated restore criterion (`TrainParams::restore_calibrated_db`): the mean over the
+    /// non-empty groups of `ln P̂_g + penalty · [δ_g − raise_db]_+` ([`Self::power_at_outage`],
+    /// [`Self::calibration_offsets`]): every group counts by its *relative* power at outage `ε`,
+    /// and a group that needs more than `raise_db` is penalised per dB beyond it. `+∞` when a
+    /// group's power is not positive and finite.
+    #[must_use]
+    pub fn calibrated_metric(&self, epsilon: f64, lower_db: f64, raise_db: f64, penalty: f64) -> f64 {
+        let terms: Vec<f64> = self
+            .power_at_outage(epsilon, lower_db, raise_db)
+            .into_iter()
+            .zip(self.calibration_offsets(epsilon))
+            .filter(|(p, _)| !p.is_nan())
+            .map(
+                |(p, o)| {
+                    if p.is_finite() && p > 0.0 { p.ln() + penalty * (o - raise_db).max(0.0) } else { f64::INFINITY }
+                },
+            )
+            .collect();
+        if terms.is_empty() {
+            return f64::INFINITY;
+        }
+        terms.iter().sum::<f64>() / terms.len() as f64
     }
 }
 
@@ -320,6 +394,7 @@ where
     let mut outages = vec![0usize; n_groups];
     let mut power = vec![0.0; n_groups];
     let mut count = vec![0usize; n_groups];
+    let mut margins_db = vec![Vec::new(); n_groups];
     let (mut total, mut n_infeasible) = (0.0, 0);
     let designs = instances
         .par_iter()
@@ -340,6 +415,10 @@ where
         count[g] += 1;
         users[g] += inst.targets.len();
         outages[g] += sinr.iter().zip(&inst.targets).filter(|(s, t)| **s < **t * (1.0 - 1e-9)).count();
+        margins_db[g].extend(sinr.iter().zip(&inst.targets).map(|(s, t)| {
+            let d = 10.0 * (s / t).log10();
+            if d.is_nan() { FAILED_MARGIN_DB } else { d.max(FAILED_MARGIN_DB) }
+        }));
     }
     let ratio = |a: f64, b: usize| if b == 0 { f64::NAN } else { a / b as f64 };
     Ok(EvalStats {
@@ -347,6 +426,7 @@ where
         outage: outages.iter().zip(&users).map(|(&o, &u)| ratio(o as f64, u)).collect(),
         power: power.iter().zip(&count).map(|(&p, &c)| ratio(p, c)).collect(),
         n_infeasible,
+        margins_db,
     })
 }
 
@@ -357,7 +437,8 @@ pub struct ValPoint {
     pub step: usize,
     /// Validation statistics.
     pub stats: EvalStats,
-    /// Convergence metric `V`.
+    /// The restore criterion at this point: `V` (54), or the calibrated criterion when
+    /// `TrainParams::restore_calibrated_db > 0`.
     pub metric: f64,
     /// Duals `μ_g` at this point.
     pub duals: Vec<f64>,
@@ -1223,6 +1304,10 @@ impl Trainer {
         }
         let _span = tracing::info_span!("gnn_unroll_train", n_train = train.len(), n_val = val.len()).entered();
         let (eps, mu_bar) = (self.params.epsilon, self.params.mu_bar);
+        let (lower_db, raise_db) = (self.params.restore_calibrated_db, self.params.restore_raise_db);
+        let criterion = |s: &EvalStats| {
+            if lower_db > 0.0 { s.calibrated_metric(eps, lower_db, raise_db, mu_bar) } else { s.metric(mu_bar, eps) }
+        };
         let beta = self.params.param_averaging;
         // Running average of the trainable variables (iterate averaging), if enabled.
         let mut average: Option<Vec<Tensor>> = if beta > 0.0 {
@@ -1231,7 +1316,7 @@ impl Trainer {
             None
         };
         let first = self.evaluate(val)?;
-        let mut best = (first.metric(mu_bar, eps), 0usize, self.snapshot_all()?);
+        let mut best = (criterion(&first), 0usize, self.snapshot_all()?);
         let mut points = vec![ValPoint {
             step: 0,
             metric: best.0,
@@ -1271,7 +1356,7 @@ impl Trainer {
                     None => None,
                 };
                 let stats = self.evaluate(val)?;
-                let metric = stats.metric(mu_bar, eps);
+                let metric = criterion(&stats);
                 points.push(ValPoint {
                     step: n_steps,
                     metric,
@@ -1862,5 +1947,82 @@ mod tests {
             Trainer::new(&GcnConfig::default(), settings(100.0), TrainParams { epsilon: 1.5, ..quick() }, 2, &train, 1)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn power_at_outage_moves_each_group_to_its_quantile() {
+        // Group 0: margins -2, -1, 0, 1, 2 dB; the 0.25-quantile is -1 dB, so the offset is +1 dB.
+        // Group 1: every margin 5 dB over-fulfils; the offset -5 dB is clamped to -3 dB.
+        let stats = EvalStats {
+            mean_power: 2.0,
+            outage: vec![0.4, 0.0, f64::NAN],
+            power: vec![1.0, 3.0, f64::NAN],
+            n_infeasible: 0,
+            margins_db: vec![vec![2.0, -2.0, 0.0, 1.0, -1.0], vec![5.0; 4], vec![]],
+        };
+        let o = stats.calibration_offsets(0.25);
+        assert!((o[0] - 1.0).abs() < 1e-12 && (o[1] + 5.0).abs() < 1e-12 && o[2].is_nan(), "{o:?}");
+        let p = stats.power_at_outage(0.25, 3.0, 1.0);
+        assert!((p[0] - 10f64.powf(0.1)).abs() < 1e-12, "{p:?}");
+        assert!((p[1] - 3.0 * 10f64.powf(-0.3)).abs() < 1e-12, "{p:?}");
+        assert!(p[2].is_nan());
+        let m = stats.calibrated_metric(0.25, 3.0, 1.0, 1000.0);
+        assert!((m - 0.5 * (p[0].ln() + p[1].ln())).abs() < 1e-12);
+        // Above raise_db the offset is capped and every further dB costs the penalty: a group of
+        // failed instances (users at FAILED_MARGIN_DB) is charged 1000 per dB beyond 1 dB.
+        let failed = EvalStats { margins_db: vec![vec![FAILED_MARGIN_DB; 5], vec![5.0; 4], vec![]], ..stats };
+        let pf = failed.power_at_outage(0.25, 3.0, 1.0);
+        assert!((pf[0] - 10f64.powf(0.1)).abs() < 1e-12);
+        let mf = failed.calibrated_metric(0.25, 3.0, 1.0, 1000.0);
+        assert!((mf - 0.5 * (pf[0].ln() + 1000.0 * 99.0 + p[1].ln())).abs() < 1e-9, "{mf}");
+    }
+
+    #[test]
+    fn power_at_outage_predicts_the_calibrated_design() {
+        // The first-order estimate against the exact design at the estimated offset: the outage
+        // lands near ε and the power near the estimate (a wrong sign of the offset would miss both).
+        let train = data(8, 21);
+        let val = data(80, 22);
+        let t = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &train, 5).unwrap();
+        let eps = 0.1;
+        let stats = t.evaluate(&val).unwrap();
+        let estimate = stats.power_at_outage(eps, 6.0, 6.0);
+        let offsets: Vec<f64> = stats.calibration_offsets(eps).iter().map(|o| o.clamp(-6.0, 6.0)).collect();
+        assert!(offsets.iter().any(|o| o.abs() > 0.5), "the test needs a group away from ε: {offsets:?}");
+        let exact = evaluate_designs(&val, 2, 100.0, |inst| {
+            let mut scaled = inst.clone();
+            let a = 10f64.powf(offsets[inst.group] / 10.0);
+            scaled.targets.iter_mut().for_each(|g| *g *= a);
+            match t.infer(&scaled) {
+                Ok(out) => Ok(Some((out.power(), out.sinr))),
+                Err(Error::Infeasible { .. } | Error::Singular { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .unwrap();
+        for g in 0..2 {
+            assert!((exact.outage[g] - eps).abs() < 0.06, "group {g}: {offsets:?} {:?} vs {estimate:?}", exact.outage);
+            let ratio = exact.power[g] / estimate[g];
+            assert!((0.8..1.25).contains(&ratio), "group {g}: {:?} vs {estimate:?}", exact.power);
+        }
+    }
+
+    #[test]
+    fn calibrated_restore_criterion_restores_its_own_minimum() {
+        let train = data(8, 6);
+        let val = data(8, 7);
+        let params = TrainParams { restore_calibrated_db: 3.0, ..quick() };
+        let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 9).unwrap();
+        let report = t.train(&train, &val, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        for p in &report.points {
+            assert!((p.metric - p.stats.calibrated_metric(0.1, 3.0, 1.0, 1000.0)).abs() < 1e-12);
+        }
+        let best = report.points.iter().map(|p| p.metric).fold(f64::INFINITY, f64::min);
+        let now = t.evaluate(&val).unwrap().calibrated_metric(0.1, 3.0, 1.0, 1000.0);
+        assert!((now - best).abs() < 1e-9 * best.abs().max(1.0), "restored {now} vs best {best}");
+        for bad in [-1.0, 31.0, f64::NAN] {
+            assert!(TrainParams { restore_calibrated_db: bad, ..quick() }.check().is_err());
+            assert!(TrainParams { restore_raise_db: bad, ..quick() }.check().is_err());
+        }
     }
 }
