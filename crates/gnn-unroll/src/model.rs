@@ -40,11 +40,37 @@ pub struct GcnConfig {
     /// the features, not standardised); 0 (default, the paper's inputs) gives none. An own
     /// addition: it lets the network tell apart groups that overlap in feature space (docs).
     pub group_inputs: usize,
+    /// One output layer per constraint group (needs `group_inputs > 0`): the hidden layers are
+    /// shared, the output layer's weights and biases are chosen by the user's group. An own
+    /// addition (docs/gnn-unroll.md, "Spec check 3: per-group output heads"); default `false`.
+    pub group_heads: bool,
 }
 
 impl Default for GcnConfig {
     fn default() -> Self {
-        Self { n_layers: 3, width: 32, filter_order: 2, bound: 5.0, group_inputs: 0 }
+        Self { n_layers: 3, width: 32, filter_order: 2, bound: 5.0, group_inputs: 0, group_heads: false }
+    }
+}
+
+impl GcnConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a zero layer count or width, a bound not above 3, or group
+    /// heads without group inputs.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.n_layers == 0 || self.width == 0 || !(self.bound.is_finite() && self.bound > 3.0) {
+            return Err(Error::InvalidInput(format!("bad GCN config {self:?} (bound must exceed 3)")));
+        }
+        if self.group_heads && self.group_inputs == 0 {
+            return Err(Error::InvalidInput("group_heads needs group_inputs > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Output heads of the last layer (1, or `group_inputs` with group heads).
+    fn n_heads(&self) -> usize {
+        if self.group_heads { self.group_inputs } else { 1 }
     }
 }
 
@@ -57,6 +83,7 @@ pub struct Gcn {
     norm_std: Tensor,
     bound: f64,
     group_inputs: usize,
+    group_heads: bool,
 }
 
 impl Gcn {
@@ -66,16 +93,14 @@ impl Gcn {
     /// # Errors
     /// [`Error::InvalidInput`] for a zero layer count or width or a non-positive bound; candle errors.
     pub fn new(vb: &VarBuilder<'_>, cfg: &GcnConfig) -> Result<Self, Error> {
-        if cfg.n_layers == 0 || cfg.width == 0 || !(cfg.bound.is_finite() && cfg.bound > 3.0) {
-            return Err(Error::InvalidInput(format!("bad GCN config {cfg:?} (bound must exceed 3)")));
-        }
+        cfg.check()?;
         let n_taps = cfg.filter_order + 1;
         let mut weights = Vec::with_capacity(cfg.n_layers);
         let mut biases = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
             let last = l + 1 == cfg.n_layers;
             let fan_in = if l == 0 { N_FEATURES + cfg.group_inputs } else { cfg.width };
-            let fan_out = if last { N_COEFFS } else { cfg.width };
+            let fan_out = if last { N_COEFFS * cfg.n_heads() } else { cfg.width };
             let stdev = if last { 0.01 } else { (2.0 / (fan_in * n_taps) as f64).sqrt() };
             let lvb = vb.pp(format!("layer{l}"));
             let w = (0..n_taps)
@@ -89,7 +114,15 @@ impl Gcn {
         let n_in = N_FEATURES + cfg.group_inputs;
         let norm_mean = vb.pp("norm").get_with_hints(n_in, "mean", Init::Const(0.0))?;
         let norm_std = vb.pp("norm").get_with_hints(n_in, "std", Init::Const(1.0))?;
-        Ok(Self { weights, biases, norm_mean, norm_std, bound: cfg.bound, group_inputs: cfg.group_inputs })
+        Ok(Self {
+            weights,
+            biases,
+            norm_mean,
+            norm_std,
+            bound: cfg.bound,
+            group_inputs: cfg.group_inputs,
+            group_heads: cfg.group_heads,
+        })
     }
 
     /// Number of one-hot group inputs ([`GcnConfig::group_inputs`]).
@@ -115,6 +148,12 @@ impl Gcn {
             }
             let pre = acc.broadcast_add(b)?;
             z = if l + 1 == n_layers { pre } else { pre.relu()? };
+        }
+        if self.group_heads {
+            // z: [K × G·4]; keep each user's head by its one-hot group code.
+            let (k, g) = (features.dim(0)?, self.group_inputs);
+            let one_hot = features.narrow(1, N_FEATURES, g)?.reshape((k, g, 1))?;
+            z = z.reshape((k, g, N_COEFFS))?.broadcast_mul(&one_hot)?.sum(1)?;
         }
         Ok(((z / self.bound)?.tanh()? * self.bound)?.exp()?)
     }
@@ -189,17 +228,16 @@ pub fn stat_shift_operator(r_hat: &[Array2<c64>]) -> Array2<f64> {
 /// # Errors
 /// As [`Gcn::new`].
 pub fn build(vars: &VarMap, cfg: &GcnConfig, seed: u64) -> Result<Gcn, Error> {
-    if cfg.n_layers == 0 || cfg.width == 0 || !(cfg.bound.is_finite() && cfg.bound > 3.0) {
-        return Err(Error::InvalidInput(format!("bad GCN config {cfg:?} (bound must exceed 3)")));
-    }
+    cfg.check()?;
     let vb = beamlab_candle_bridge::seeded_var_builder(vars, seed, DType::F64, &Device::Cpu);
     let last = format!("layer{}", cfg.n_layers - 1);
     let fresh = !vars.data().lock().map(|d| d.contains_key(&format!("{last}.b"))).unwrap_or(true);
     if fresh {
         let small = cfg.bound * (-3.0 / cfg.bound).atanh();
-        let init = Tensor::from_vec(vec![0.0, small, 0.0, small], N_COEFFS, &Device::Cpu)?;
+        let n_out = N_COEFFS * cfg.n_heads();
+        let init = Tensor::from_vec([0.0, small, 0.0, small].repeat(cfg.n_heads()), n_out, &Device::Cpu)?;
         // Create the output bias first, then give it the intended values.
-        let _ = vb.pp(&last).get_with_hints(N_COEFFS, "b", Init::Const(0.0))?;
+        let _ = vb.pp(&last).get_with_hints(n_out, "b", Init::Const(0.0))?;
         set_named(vars, &format!("{last}.b"), &init)?;
     }
     Gcn::new(&vb, cfg)
@@ -421,5 +459,37 @@ mod tests {
         e1[[1, 1]] = c64::new(2.0, 0.0);
         assert_eq!(stat_shift_operator(&[e0.clone(), e1, Array2::zeros((2, 2))]), Array2::<f64>::zeros((3, 3)));
         assert!(stat_features(&[e0], &[1.0, 2.0], 1.0).is_err());
+    }
+
+    /// Group heads: the output layer is chosen by the user's group, so changing one head moves
+    /// only that group's coefficients; every head starts like the single head.
+    #[test]
+    fn group_heads_choose_the_output_layer_by_group() {
+        let mut inst = crate::unroll::tests::instance(7);
+        assert!(build(&VarMap::new(), &GcnConfig { group_heads: true, ..GcnConfig::default() }, 1).is_err());
+        let vars = VarMap::new();
+        let cfg = GcnConfig { group_inputs: 3, group_heads: true, ..GcnConfig::default() };
+        let model = build(&vars, &cfg, 1).unwrap();
+        let at = |inst: &Instance| coefficients(&model, inst).unwrap().1;
+        inst.group = 1;
+        let before1 = at(&inst);
+        // The untrained network starts near the estimate-as-truth coefficients in every head.
+        for row in before1.rows() {
+            assert!((row[0] - 1.0).abs() < 0.1 && (row[1] - (-3f64).exp()).abs() < 0.01, "{row:?}");
+        }
+        inst.group = 0;
+        let before0 = at(&inst);
+        // Shift head 1's bias of c1 by 0.5: group 1's c1 grows by the bounded-exp factor, group 0 stays.
+        let b: Vec<f64> = vars.data().lock().unwrap()["layer2.b"].as_tensor().to_vec1().unwrap();
+        assert_eq!(b.len(), 3 * N_COEFFS);
+        let mut shifted = b.clone();
+        shifted[N_COEFFS] += 0.5;
+        set_named(&vars, "layer2.b", &Tensor::from_vec(shifted, 3 * N_COEFFS, &Device::Cpu).unwrap()).unwrap();
+        assert_eq!(at(&inst), before0);
+        inst.group = 1;
+        let after1 = at(&inst);
+        for (a, b) in after1.rows().into_iter().zip(before1.rows()) {
+            assert!(a[0] > b[0] * 1.3 && (a[1] - b[1]).abs() < 1e-12, "{a:?} vs {b:?}");
+        }
     }
 }
