@@ -42,7 +42,8 @@ pub struct GcnConfig {
     pub group_inputs: usize,
     /// One output layer per constraint group (needs `group_inputs > 0`): the hidden layers are
     /// shared, the output layer's weights and biases are chosen by the user's group. An own
-    /// addition (docs/gnn-unroll.md, "Spec check 3: per-group output heads"); default `false`.
+    /// addition (docs/gnn-unroll.md, "Spec check 3: a calibrated restore criterion, per-group
+    /// heads"); default `false`.
     pub group_heads: bool,
 }
 
