@@ -9,6 +9,10 @@
 //! `c1 = c3 = 1`, `c2 = c4 = e^{−3}` and the output weights start small, so the untrained network is
 //! close to the estimate-as-truth greedy algorithm. `J = 0` is the FCN benchmark (users processed
 //! independently by a shared MLP).
+//!
+//! Own additions, off by default (docs/gnn-unroll.md): [`GcnConfig::group_inputs`] appends the
+//! one-hot constraint group to the inputs, and [`GcnConfig::group_heads`] gives every group its
+//! own output layer on the shared hidden layers.
 
 use beamlab_candle_bridge::{candle_core, candle_nn};
 use beamlab_linalg_ops::c64;

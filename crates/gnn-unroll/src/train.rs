@@ -333,10 +333,15 @@ impl EvalStats {
     /// with power), hence the separate, smaller `raise_db`. `NaN` for an empty group.
     #[must_use]
     pub fn power_at_outage(&self, epsilon: f64, lower_db: f64, raise_db: f64) -> Vec<f64> {
+        self.scaled_power(&self.calibration_offsets(epsilon), lower_db, raise_db)
+    }
+
+    /// `P_g 10^{clamp(δ_g, −lower_db, raise_db)/10}` (`NaN` where `δ_g` is).
+    fn scaled_power(&self, offsets: &[f64], lower_db: f64, raise_db: f64) -> Vec<f64> {
         self.power
             .iter()
-            .zip(self.calibration_offsets(epsilon))
-            .map(|(&p, o)| if o.is_nan() { f64::NAN } else { p * 10f64.powf(o.clamp(-lower_db, raise_db) / 10.0) })
+            .zip(offsets)
+            .map(|(&p, &o)| if o.is_nan() { f64::NAN } else { p * 10f64.powf(o.clamp(-lower_db, raise_db) / 10.0) })
             .collect()
     }
 
@@ -347,10 +352,11 @@ impl EvalStats {
     /// group's power is not positive and finite.
     #[must_use]
     pub fn calibrated_metric(&self, epsilon: f64, lower_db: f64, raise_db: f64, penalty: f64) -> f64 {
+        let offsets = self.calibration_offsets(epsilon);
         let terms: Vec<f64> = self
-            .power_at_outage(epsilon, lower_db, raise_db)
+            .scaled_power(&offsets, lower_db, raise_db)
             .into_iter()
-            .zip(self.calibration_offsets(epsilon))
+            .zip(&offsets)
             .filter(|(p, _)| !p.is_nan())
             .map(
                 |(p, o)| {
