@@ -1,5 +1,5 @@
 //! The Table 2 experiment (spec §7, paper §5.2–5.3) as a
-//! [`FamilyExperiment`].
+//! [`FamilyExperiment`](beamlab_core::experiment::FamilyExperiment).
 //!
 //! Scenario: `N1 × N2` UPA, DFT codebook with `O = 1`, `M` RF chains, `K` users, targets uniform in
 //! dB, pilot-power constraint groups `ρ ∈ rho_db` plus one group with `ρ` uniform over their range

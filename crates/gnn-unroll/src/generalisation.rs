@@ -1,5 +1,5 @@
 //! The Table 3 experiment (spec §7 item 5, paper §5.4): generalisation over the number of users
-//! `K`, as a [`FamilyExperiment`].
+//! `K`, as a [`FamilyExperiment`](beamlab_core::experiment::FamilyExperiment).
 //!
 //! Constraint groups are the numbers of users `K ∈ user_counts` (default 1–4): an instance of
 //! group `g` has `K = user_counts[g]` users. Every group uses the same CSI degradation, a noisy

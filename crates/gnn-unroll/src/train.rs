@@ -849,7 +849,7 @@ impl Trainer {
     /// The unrolled forward pass of one instance with the current network.
     ///
     /// # Errors
-    /// As [`forward`] and [`coefficients`].
+    /// As [`forward`](crate::unroll::forward) and [`coefficients`].
     pub fn infer(&self, inst: &Instance) -> Result<UnrolledOutput, Error> {
         let (_, c) = coefficients(&self.model, inst)?;
         forward_arch(self.architecture, inst, &c, &self.settings, false)

@@ -306,7 +306,7 @@ fn coefficient_chain(h_est: &[Array1<c64>], a: &Array2<c64>, g: &QosGradient) ->
     })
 }
 
-/// [`coefficient_chain`] for (possibly full-rank) covariances `R̂_k`.
+/// `coefficient_chain` for (possibly full-rank) covariances `R̂_k`.
 pub fn coefficient_chain_cov(r: &[Array2<c64>], a: &Array2<c64>, g: &QosGradient) -> Array2<f64> {
     let ah = adjoint(a);
     let n = a.nrows() as f64;
