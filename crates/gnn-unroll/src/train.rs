@@ -631,7 +631,7 @@ impl Trainer {
         }
         let vars = VarMap::new();
         let model = build(&vars, cfg, seed)?;
-        fit_normalisation(&vars, train)?;
+        fit_normalisation(&vars, &model, train)?;
         Self::assemble(model, vars, Inputs::Instantaneous, settings, params, n_groups)
     }
 
@@ -662,6 +662,9 @@ impl Trainer {
         if train.iter().any(|s| s.samples.is_empty()) {
             return Err(Error::InvalidInput("a statistical-CSI system without samples".into()));
         }
+        if cfg.error_features {
+            return Err(Error::InvalidInput("error features need the pilot CSI model, not statistical systems".into()));
+        }
         let vars = VarMap::new();
         let model = build(&vars, cfg, seed)?;
         fit_stat_normalisation(&vars, train.iter().map(|s| (s.r_hat.as_slice(), s.targets(), s.zeta())))?;
@@ -669,7 +672,7 @@ impl Trainer {
             let b_vars = VarMap::new();
             let b_model = build(&b_vars, cfg, beamlab_core::derive_seed(seed, &[1]))?;
             let samples: Vec<Instance> = train.iter().flat_map(|s| s.samples.iter().cloned()).collect();
-            fit_normalisation(&b_vars, &samples)?;
+            fit_normalisation(&b_vars, &b_model, &samples)?;
             Some((b_model, b_vars))
         } else {
             None
@@ -1877,6 +1880,14 @@ mod tests {
             Trainer::statistical(&GcnConfig::default(), settings(100.0), quick(), 2, &[], 1, false).is_err(),
             "empty training set"
         );
+        // Error features need error covariances, which statistical systems do not carry.
+        let with_errors = GcnConfig { error_features: true, ..GcnConfig::default() };
+        assert!(matches!(
+            Trainer::statistical(&with_errors, settings(100.0), quick(), 2, &val, 1, true),
+            Err(Error::InvalidInput(_))
+        ));
+        // With pilot-model instances they train like the paper's features.
+        assert!(Trainer::new(&with_errors, settings(100.0), quick(), 2, &data(4, 1), 1).is_ok());
     }
 
     #[test]
