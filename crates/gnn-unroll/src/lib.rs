@@ -22,6 +22,8 @@
 //!   analog matrix, straight-through softmin selection).
 //! - [`model`]: the candle graph network (GCN, or FCN with filter order 0) giving the virtual-channel
 //!   coefficients.
+//! - [`learned`]: a trained model as a [`Beamformer`](beamlab_core::Beamformer)
+//!   ([`learned::LearnedHbf`]).
 //! - [`train`]: primal–dual training with the annealing or quantile outage loss, on instances or
 //!   on statistical-CSI systems (one loop, [`train::System`]).
 //! - [`experiment`]: the Table 2 experiment for the harness ([`experiment::OutageTableParams`]).
@@ -76,6 +78,7 @@ pub mod experiment;
 pub mod generalisation;
 pub mod greedy;
 pub mod implicit;
+pub mod learned;
 pub mod model;
 pub mod outage;
 pub mod qos;

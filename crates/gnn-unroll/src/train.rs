@@ -858,6 +858,12 @@ impl Trainer {
         forward_arch(self.architecture, inst, &c, &self.settings, false)
     }
 
+    /// Whether the trainer works on statistical-CSI systems ([`Trainer::statistical`]).
+    #[must_use]
+    pub fn is_statistical(&self) -> bool {
+        matches!(self.inputs, Inputs::Statistical { .. })
+    }
+
     /// The baseband network of U-G-HBF-2GCN (`None` for one network).
     #[must_use]
     pub fn baseband_model(&self) -> Option<&Gcn> {
