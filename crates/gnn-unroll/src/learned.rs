@@ -133,8 +133,7 @@ impl LearnedHbf {
             return Err(bad("the model takes error features, the problem has no error statistics"));
         }
         let h = h_est.clone();
-        let cov =
-            h_est.iter().map(|h| crate::greedy::rank_one_covariances(std::slice::from_ref(h)).remove(0)).collect();
+        let cov = crate::greedy::rank_one_covariances(&h_est);
         Ok(Instance { group: self.group, cov, h, h_est, err_cov, targets, zeta: self.zeta })
     }
 }
