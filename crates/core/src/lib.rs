@@ -178,6 +178,26 @@ pub enum ErrorStats {
     Covariance(Vec<Array2<c64>>),
 }
 
+impl ErrorStats {
+    /// Per-user error covariances `R_e,k: [M × M]` of the column channels `h_k` (`M = len(h_k)`):
+    /// the given ones, `v I` for white errors, `δ ‖h_k‖²/M I` for relative ones; `None` when
+    /// nothing is known.
+    #[must_use]
+    pub fn covariances(&self, h: &[Array1<c64>]) -> Option<Vec<Array2<c64>>> {
+        let eye = |m: usize, v: f64| Array2::eye(m) * c64::new(v, 0.0);
+        match self {
+            Self::Covariance(c) => Some(c.clone()),
+            Self::WhiteGaussian { variance } => Some(h.iter().map(|c| eye(c.len(), *variance)).collect()),
+            Self::Relative { delta } => Some(
+                h.iter()
+                    .map(|c| eye(c.len(), delta * c.iter().map(|z| z.norm_sqr()).sum::<f64>() / c.len().max(1) as f64))
+                    .collect(),
+            ),
+            Self::None => None,
+        }
+    }
+}
+
 /// One beamforming problem as the transmitter sees it.
 #[derive(Clone, Debug)]
 pub struct Problem {
@@ -448,6 +468,20 @@ mod tests {
 
     fn c(re: f64) -> c64 {
         c64::new(re, 0.0)
+    }
+
+    #[test]
+    fn error_covariances_follow_the_error_model() {
+        let h = vec![array![c(1.0), c(0.0)], array![c(2.0), c(2.0)]];
+        assert_eq!(ErrorStats::None.covariances(&h), None);
+        let w = ErrorStats::WhiteGaussian { variance: 0.5 }.covariances(&h).unwrap();
+        assert!(w.iter().all(|r| *r == Array2::eye(2) * c(0.5)));
+        // δ ‖h_k‖² / M: 0.1 · 1 / 2 and 0.1 · 8 / 2.
+        let r = ErrorStats::Relative { delta: 0.1 }.covariances(&h).unwrap();
+        assert!((r[0][[0, 0]].re - 0.05).abs() < 1e-15 && (r[1][[1, 1]].re - 0.4).abs() < 1e-15);
+        assert_eq!((r[0][[0, 1]], r[1][[1, 0]]), (c(0.0), c(0.0)));
+        let given = vec![Array2::eye(2) * c(3.0), Array2::eye(2) * c(4.0)];
+        assert_eq!(ErrorStats::Covariance(given.clone()).covariances(&h), Some(given));
     }
 
     #[test]

@@ -6,15 +6,15 @@
 //! for; `Problem` does not carry it, so the wrapper holds it), the constraint group (with
 //! [`GcnConfig::group_inputs`](crate::model::GcnConfig::group_inputs)), and, for a model with
 //! [`GcnConfig::error_features`](crate::model::GcnConfig::error_features), the error covariances
-//! of [`ErrorStats`]. Noise is normalised away: user `k`'s channel is `ĥ_k / σ_k` and its error
-//! covariance `C_e,k / σ_k²`, which leaves every SINR unchanged, so a model trained with unit
-//! noise serves any noise power.
+//! of [`ErrorStats`](beamlab_core::ErrorStats) (via `ErrorStats::covariances`). Noise is
+//! normalised away: user `k`'s channel is `ĥ_k / σ_k` and its error covariance `C_e,k / σ_k²`,
+//! which leaves every SINR unchanged, so a model trained with unit noise serves any noise power.
 
 use std::time::Instant;
 
-use beamlab_core::{Beamformer, CoreError, Diagnostics, ErrorStats, MethodKind, Precoder, Problem, Solution};
+use beamlab_core::{Beamformer, CoreError, Diagnostics, MethodKind, Precoder, Problem, Solution};
 use beamlab_linalg_ops::c64;
-use ndarray::{Array1, Array2};
+use ndarray::Array1;
 
 use crate::Error;
 use crate::data::Instance;
@@ -100,35 +100,17 @@ impl LearnedHbf {
         if problem.channel.n_rx().iter().any(|&r| r != 1) {
             return Err(bad("needs single-antenna users"));
         }
-        let h_est: Vec<Array1<c64>> = problem
-            .channel
-            .blocks()
-            .iter()
-            .zip(&problem.noise_power)
-            .map(|(b, s2)| b.row(0).mapv(|z| z.conj() / s2.sqrt()))
-            .collect();
-        if h_est.iter().flat_map(|h| h.iter()).any(|z| !(z.re.is_finite() && z.im.is_finite())) {
+        // Column channels h_k = H_k[0, :]^H, then everything divided by the noise (σ_k, σ_k²).
+        let columns: Vec<Array1<c64>> = problem.channel.blocks().iter().map(|b| b.row(0).mapv(|z| z.conj())).collect();
+        if columns.iter().flat_map(|h| h.iter()).any(|z| !(z.re.is_finite() && z.im.is_finite())) {
             return Err(bad("non-finite channel"));
         }
-        let n = problem.n_tx();
-        let scaled = |c: Array2<c64>, s2: f64| c.mapv(|z| z / s2);
-        let err_cov = match &problem.error_stats {
-            ErrorStats::Covariance(c) => {
-                Some(c.iter().zip(&problem.noise_power).map(|(c, s2)| scaled(c.clone(), *s2)).collect())
-            }
-            ErrorStats::WhiteGaussian { variance } => Some(
-                problem.noise_power.iter().map(|s2| scaled(Array2::eye(n) * c64::new(*variance, 0.0), *s2)).collect(),
-            ),
-            ErrorStats::Relative { delta } => Some(
-                h_est
-                    .iter()
-                    .map(|h| {
-                        Array2::eye(n) * c64::new(delta * h.iter().map(|z| z.norm_sqr()).sum::<f64>() / n as f64, 0.0)
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        };
+        let err_cov = problem
+            .error_stats
+            .covariances(&columns)
+            .map(|c| c.into_iter().zip(&problem.noise_power).map(|(c, s2)| c.mapv(|z| z / *s2)).collect::<Vec<_>>());
+        let h_est: Vec<Array1<c64>> =
+            columns.into_iter().zip(&problem.noise_power).map(|(h, s2)| h.mapv(|z| z / s2.sqrt())).collect();
         if self.trainer.model().error_features() && err_cov.is_none() {
             return Err(bad("the model takes error features, the problem has no error statistics"));
         }
@@ -181,7 +163,8 @@ mod tests {
     use crate::model::GcnConfig;
     use crate::train::TrainParams;
     use crate::unroll::tests::settings;
-    use beamlab_core::Channel;
+    use beamlab_core::{Channel, ErrorStats};
+    use ndarray::Array2;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

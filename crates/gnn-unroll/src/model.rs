@@ -172,7 +172,7 @@ impl Gcn {
         N_FEATURES + if self.error_features { N_ERROR_FEATURES } else { 0 }
     }
 
-    /// Coefficients `c: [K × 4]` from inputs `[K × (3 + group_inputs)]` and the shift operator
+    /// Coefficients `c: [K × 4]` from inputs `[K × (n_base_inputs + group_inputs)]` and the shift operator
     /// `[K × K]`.
     ///
     /// # Errors
@@ -426,7 +426,7 @@ pub fn network_inputs(model: &Gcn, inst: &Instance) -> Result<Array2<f64>, Error
 /// Coefficients `[K × 4]` of one instance as an ndarray (no gradient tracking needed).
 ///
 /// # Errors
-/// candle errors.
+/// As [`network_inputs`]; candle errors.
 pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
     coefficients_from(model, &network_inputs(model, inst)?, &shift_operator(&inst.h_est))
 }

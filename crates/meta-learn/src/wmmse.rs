@@ -19,7 +19,7 @@
 //! exact: the update is the WMMSE minimiser for the Lagrange multiplier that makes the power
 //! constraint tight up to the rescaling (the usual "normalised WMMSE").
 
-use beamlab_core::{Beamformer, CoreError, Diagnostics, ErrorStats, Precoder, Problem, Solution};
+use beamlab_core::{Beamformer, CoreError, Diagnostics, Precoder, Problem, Solution};
 use beamlab_linalg_ops::{c64, cholesky_solve, self_adjoint_eigen};
 use ndarray::{Array1, Array2};
 
@@ -389,25 +389,6 @@ impl RobustWmmseBeamformer {
     }
 }
 
-fn covariances_from_problem(problem: &Problem, h: &[Array1<c64>]) -> Option<Vec<Array2<c64>>> {
-    let m = problem.n_tx();
-    match &problem.error_stats {
-        ErrorStats::Covariance(c) => Some(c.clone()),
-        ErrorStats::WhiteGaussian { variance } => {
-            Some(h.iter().map(|_| Array2::eye(m) * c64::new(*variance, 0.0)).collect())
-        }
-        ErrorStats::Relative { delta } => Some(
-            h.iter()
-                .map(|c| {
-                    let e: f64 = c.iter().map(|z| z.norm_sqr()).sum();
-                    Array2::eye(m) * c64::new(delta * e / m as f64, 0.0)
-                })
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
 /// Column channels `h_k = Ĥ_k[0, :]ᴴ` of a MISO problem.
 pub(crate) fn problem_columns(problem: &Problem) -> Result<Vec<Array1<c64>>, MetaLearnError> {
     Ok(beamlab_channel::unknown_error::miso_columns(&problem.channel)?)
@@ -429,7 +410,7 @@ impl Beamformer for RobustWmmseBeamformer {
         };
         let cov = match self.source {
             CovarianceSource::None => None,
-            CovarianceSource::FromProblem => covariances_from_problem(problem, &h),
+            CovarianceSource::FromProblem => problem.error_stats.covariances(&h),
         };
         let out = robust_wmmse(&h, cov.as_deref(), &sys, &self.config).map_err(wrap)?;
         Ok(Solution {
@@ -550,8 +531,10 @@ mod tests {
         let h_bar: Vec<_> = b.iter().map(|u| u.sample_mean.clone()).collect();
         let cov: Vec<_> = b.iter().map(|u| u.error_covariance.clone()).collect();
         let ch = beamlab_channel::unknown_error::channel_from_columns(&h_bar).unwrap();
-        let problem =
-            Problem::new(ch, 0.01, 1.0).unwrap().with_error_stats(ErrorStats::Covariance(cov.clone())).unwrap();
+        let problem = Problem::new(ch, 0.01, 1.0)
+            .unwrap()
+            .with_error_stats(beamlab_core::ErrorStats::Covariance(cov.clone()))
+            .unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let sol = RobustWmmseBeamformer::robust("robust", WmmseConfig::default()).solve(&problem, &mut rng).unwrap();
         let direct =
