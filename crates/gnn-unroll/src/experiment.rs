@@ -103,6 +103,11 @@ pub struct OutageTableParams {
     /// validation instances). Each instance is then designed by its group's copy: series
     /// `"<method>+ft"` (and `"<method>+ft+cal"` with calibration). 0 (default) disables it.
     pub finetune_steps: usize,
+    /// With `finetune_steps > 0`: start each group's network from a fresh initialisation (its
+    /// own seed) instead of the trained shared model, i.e. one network per constraint group
+    /// trained on that group alone (own addition, docs/gnn-unroll.md "Spec check 3"). Series
+    /// `"<method>+pg"` (and `"<method>+pg+cal"`) instead of `+ft`. Default false.
+    pub finetune_fresh: bool,
 }
 
 impl OutageTableParams {
@@ -143,6 +148,7 @@ impl Default for OutageTableParams {
             uniform_group: true,
             calibrate_learned_db: 0.0,
             finetune_steps: 0,
+            finetune_fresh: false,
         }
     }
 }
@@ -483,7 +489,7 @@ impl OutageTable {
             let tuned = self.finetuned_per_group(&trainer, cfg, data, seed)?;
             let (n_groups, p_max) = (self.groups.len(), self.params.power_budget);
             let infer = |i: &Instance| tuned[i.group.min(n_groups - 1)].0.infer(i);
-            let ft = format!("{method}+ft");
+            let ft = format!("{method}{}", if self.params.finetune_fresh { "+pg" } else { "+ft" });
             for (g, (_, best)) in tuned.iter().enumerate() {
                 rows.push(CurveRow::single(&ft, "best_step", g as f64, *best as f64));
             }
@@ -497,9 +503,10 @@ impl OutageTable {
         Ok(rows)
     }
 
-    /// One copy of the trained `shared` model per constraint group, trained further on that
-    /// group's instances only (`finetune_steps`, fresh optimiser and duals, seeds derived from
-    /// `seed` and the group), with its restored best step. A group without training or
+    /// One copy of the trained `shared` model per constraint group (with `finetune_fresh`, a
+    /// freshly initialised network instead), trained further on that group's instances only
+    /// (`finetune_steps`, fresh optimiser and duals, seeds derived from `seed` and the group),
+    /// with its restored best step. A group without training or
     /// validation instances keeps the shared model (best step 0).
     fn finetuned_per_group(
         &self,
@@ -520,8 +527,11 @@ impl OutageTable {
                 let seed_g = derive_seed(seed, &[0xf1, g as u64]);
                 let mut t = Trainer::new(cfg, shared.settings().clone(), params.clone(), n_groups, train, seed_g)?
                     .with_architecture(shared.architecture());
-                t.copy_parameters_from(shared)?;
-                if train_g.is_empty() || val_g.is_empty() {
+                let empty = train_g.is_empty() || val_g.is_empty();
+                if empty || !self.params.finetune_fresh {
+                    t.copy_parameters_from(shared)?;
+                }
+                if empty {
                     return Ok((t, 0));
                 }
                 let report = t.train(&train_g, &val_g, &mut ChaCha8Rng::seed_from_u64(seed_g))?;
@@ -791,6 +801,30 @@ mod tests {
         assert_eq!(rows.iter().filter(|r| r.series == "U-G-HBF-GCN").cloned().collect::<Vec<_>>(), plain);
         let quantile = outage_table(p).unwrap().run_unit(4, 1).unwrap();
         assert!(quantile.iter().all(|r| !r.series.contains("+ft")));
+    }
+
+    #[test]
+    fn fresh_per_group_networks_do_not_depend_on_the_shared_model() {
+        let p = OutageTableParams { finetune_steps: 3, finetune_fresh: true, n_val: 24, ..tiny() };
+        let pg_rows = |p: OutageTableParams| -> Vec<CurveRow> {
+            let rows = outage_table(p).unwrap().run_unit(2, 1).unwrap();
+            assert!(rows.iter().all(|r| !r.series.contains("+ft")));
+            rows.into_iter().filter(|r| r.series.starts_with("U-G-HBF-GCN+pg")).collect()
+        };
+        let a = pg_rows(p.clone());
+        assert_eq!(a.iter().filter(|r| r.metric == "best_step").count(), 4);
+        assert_eq!(a.iter().filter(|r| r.metric == "outage").count(), 4);
+        // A different shared training run leaves the per-group networks unchanged ...
+        let longer = OutageTableParams { train: TrainParams { n_steps: 9, ..p.train.clone() }, ..p.clone() };
+        assert_eq!(pg_rows(longer), a);
+        // ... and they are not the copies of the shared model that plain fine-tuning trains.
+        let powers = |rows: &[CurveRow], series: &str| -> Vec<f64> {
+            rows.iter().filter(|r| r.series == series && r.metric == "val_power_group").map(|r| r.mean).collect()
+        };
+        let ft_rows = outage_table(OutageTableParams { finetune_fresh: false, ..p }).unwrap().run_unit(2, 1).unwrap();
+        let (pg, ft) = (powers(&a, "U-G-HBF-GCN+pg"), powers(&ft_rows, "U-G-HBF-GCN+ft"));
+        assert_eq!((pg.len(), ft.len()), (4, 4));
+        assert_ne!(pg, ft);
     }
 
     #[test]
