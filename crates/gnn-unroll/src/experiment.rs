@@ -106,7 +106,8 @@ pub struct OutageTableParams {
     /// With `finetune_steps > 0`: start each group's network from a fresh initialisation (its
     /// own seed) instead of the trained shared model, i.e. one network per constraint group
     /// trained on that group alone (own addition, docs/gnn-unroll.md "Spec check 3"). Series
-    /// `"<method>+pg"` (and `"<method>+pg+cal"`) instead of `+ft`. Default false.
+    /// `"<method>+pg"` (and `"<method>+pg+cal"`) instead of `+ft`. Default false; true with
+    /// `finetune_steps = 0` is a configuration error.
     pub finetune_fresh: bool,
 }
 
@@ -199,6 +200,9 @@ impl OutageTable {
         }
         if !(p.calibrate_learned_db >= 0.0 && p.calibrate_learned_db <= 30.0) {
             return bad("calibrate_learned_db must be in [0, 30]");
+        }
+        if p.finetune_fresh && p.finetune_steps == 0 {
+            return bad("finetune_fresh needs finetune_steps > 0 (the per-group networks' training steps)");
         }
         TrainParams { epsilon: p.epsilon, ..p.train.clone() }.check()?;
         let scenario = p.scenario(p.angular_spread_deg);
@@ -506,8 +510,8 @@ impl OutageTable {
     /// One copy of the trained `shared` model per constraint group (with `finetune_fresh`, a
     /// freshly initialised network instead), trained further on that group's instances only
     /// (`finetune_steps`, fresh optimiser and duals, seeds derived from `seed` and the group),
-    /// with its restored best step. A group without training or
-    /// validation instances keeps the shared model (best step 0).
+    /// with its restored best step. A group without training or validation instances keeps the
+    /// shared model (best step 0).
     fn finetuned_per_group(
         &self,
         shared: &Trainer,
@@ -865,6 +869,7 @@ mod tests {
         assert!(outage_table(OutageTableParams { n_rf: 17, ..tiny() }).is_err());
         assert!(outage_table(OutageTableParams { epsilon: 0.0, ..tiny() }).is_err());
         assert!(outage_table(OutageTableParams { rho_db: vec![], ..tiny() }).is_err());
+        assert!(outage_table(OutageTableParams { finetune_fresh: true, ..tiny() }).is_err());
         // Group inputs must match the number of groups (4 with the uniform group, 3 without).
         let gi = |n, uniform_group| OutageTableParams {
             gcn: GcnConfig { group_inputs: n, ..GcnConfig::default() },
