@@ -10,6 +10,9 @@
 //! - [`grad`]: analytic Wirtinger gradients `∂/∂W*` (and `∂/∂F*`, `∂/∂D*`, `∂/∂X*` by the chain
 //!   rule) of rates, weighted sum rate and the variance-penalised losses of GLNN and GGML.
 //! - [`project`]: total-power normalisation, unit-modulus projection, constraint checks.
+//! - [`small`]: allocation-free factorisations and solves of tiny dense systems (complex,
+//!   split-complex and real) for the hot loops where a LAPACK call costs more than the arithmetic.
+//! - [`optim`]: the one hand-written optimiser (Adam over a flat `f64` vector) of the fast paths.
 //!
 //! Conventions: `f64` and [`c64`] (`Complex64`) throughout; a precoder `W` is `[M × K]`
 //! (antennas × users); a channel is a slice of per-user blocks `H_k: [N_k × M]`; rates are in
@@ -32,6 +35,7 @@ use ndarray::ArrayView2;
 
 pub mod decomp;
 pub mod grad;
+pub mod optim;
 pub mod project;
 pub mod rates;
 pub mod small;

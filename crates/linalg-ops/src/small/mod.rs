@@ -1,5 +1,8 @@
 //! Allocation-free kernels for the tiny Hermitian systems of the rate maths (`N_k × N_k`,
-//! typically 1–4), where a LAPACK call costs more than the arithmetic.
+//! typically 1–4), where a LAPACK call costs more than the arithmetic, and (in [`real`]) the real
+//! row-major factorisations of the learning crates' small dense systems.
+
+pub mod real;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
