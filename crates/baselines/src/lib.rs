@@ -7,10 +7,12 @@
 //! - [`zf`]: zero-forcing by block diagonalisation (no interference at any receive antenna);
 //! - [`rzf`]: regularised zero-forcing on the eigenmode-combined channel;
 //! - [`wmmse()`]: weighted MMSE (Shi et al. 2011) with bisection on the power multiplier;
-//! - [`BestOf`]: the best of several methods over many random starts (the GLNN paper's upper bound).
+//! - [`BestOf`]: the best of several methods over many random starts (the GLNN paper's upper bound);
+//! - [`lagd()`]: LAGD, a fresh gradient-fed linear network trained per problem (the learned
+//!   baseline of the GLNN and MB-MAML papers; [`LagdSpace`] picks the precoder or base-matrix form).
 //!
 //! Each is a plain function on a [`Problem`] and also a [`Beamformer`] ([`Mrt`], [`Zf`], [`Rzf`],
-//! [`Wmmse`]) for the runner. All outputs use the full power budget, `‖W‖_F² = P`.
+//! [`Wmmse`], [`Lagd`]) for the runner. All outputs use the full power budget, `‖W‖_F² = P`.
 //!
 //! The [`hybrid`] module adds hybrid analog–digital baselines for MU-MISO (`W = F D`, unit-modulus
 //! analog `F: [N × M]`, `M` RF chains, `K ≤ M ≤ N`): [`mo_altmin()`] (Yu et al. 2016),
@@ -46,6 +48,7 @@ use ndarray::Array2;
 
 mod best_of;
 pub mod hybrid;
+mod lagd;
 mod linear;
 mod wmmse;
 
@@ -54,7 +57,8 @@ pub use hybrid::{
     DigitalTarget, ElementAltMax, ElementAltMaxParams, HybridOutput, HybridWmmseMo, HybridWmmseMoParams, MmAltMin,
     MmAltMinParams, MoAltMin, MoAltMinParams, PowerAllocation, element_altmax, hybrid_wmmse_mo, mm_altmin, mo_altmin,
 };
-pub use linear::{mrt, rzf, zf};
+pub use lagd::{Lagd, LagdOutput, LagdParams, LagdSpace, lagd};
+pub use linear::{matched_filter, mrt, rzf, zf};
 pub use wmmse::{WmmseInit, WmmseParams, wmmse};
 
 /// Errors of the classical precoders.

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use beamlab_baselines::{
-    BestOf, DigitalTarget, ElementAltMax, ElementAltMaxParams, HybridWmmseMo, HybridWmmseMoParams, MmAltMin,
-    MmAltMinParams, MoAltMin, MoAltMinParams, Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf,
+    BestOf, DigitalTarget, ElementAltMax, ElementAltMaxParams, HybridWmmseMo, HybridWmmseMoParams, Lagd, LagdParams,
+    LagdSpace, MmAltMin, MmAltMinParams, MoAltMin, MoAltMinParams, Mrt, Rzf, Wmmse, WmmseInit, WmmseParams, Zf,
 };
 use std::sync::{Arc, Mutex};
 
@@ -25,7 +25,6 @@ use beamlab_channel::{CsiModel, StreetCanyon, StreetCanyonParams, SvParams, rayl
 use beamlab_core::{Beamformer, Channel, MethodKind, Problem, Sample, derive_seed};
 use beamlab_kan::{Ggml, GgmlImcsi, GgmlParams, ImcsiParams};
 use beamlab_liquid_nn::glnn::{CellKind, Glnn, GlnnParams};
-use beamlab_liquid_nn::lagd::{Lagd, LagdParams};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -122,7 +121,7 @@ pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Resul
                     (Box::new(Zf), 1),
                     (Box::new(Rzf { alpha: None }), 1),
                     (Box::new(Mrt), 1),
-                    (Box::new(Lagd::default()), 1),
+                    (Box::new(Lagd { params: sweep_lagd_defaults() }), 1),
                 ],
             ))
         }
@@ -175,7 +174,7 @@ pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Resul
             }
         }
         MethodId::Lagd => {
-            let d = LagdParams::default();
+            let d = sweep_lagd_defaults();
             Box::new(Lagd {
                 params: LagdParams {
                     learning_rate: cfg.learning_rate.unwrap_or(d.learning_rate),
@@ -185,6 +184,12 @@ pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Resul
             })
         }
     })
+}
+
+/// LAGD as the sweep configs run it: the GLNN paper's base-matrix form `W = Ĥ^H X` (the sweeps
+/// reproduce the GLNN paper's figures; the MB-MAML family runs the precoder form itself).
+fn sweep_lagd_defaults() -> LagdParams {
+    LagdParams { space: LagdSpace::BaseMatrix, ..LagdParams::default() }
 }
 
 /// Linear power budget, noise power and CSI model at one sweep value.

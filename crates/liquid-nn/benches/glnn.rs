@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use beamlab_core::{Beamformer, Problem};
 use beamlab_liquid_nn::glnn::{Glnn, GlnnParams};
-use beamlab_liquid_nn::lagd::Lagd;
+use beamlab_baselines::{Lagd, LagdParams, LagdSpace};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -68,7 +68,7 @@ fn bench_lagd(c: &mut Criterion) {
     group.sample_size(10);
     for (m, k, nk) in SIZES {
         let ps = problems(m, k, nk);
-        let mut lagd = Lagd::default();
+        let mut lagd = Lagd { params: LagdParams { space: LagdSpace::BaseMatrix, ..LagdParams::default() } };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut next = 0usize;
         group.bench_function(BenchmarkId::from_parameter(format!("m{m}-k{k}-nk{nk}")), |b| {

@@ -58,7 +58,8 @@
 //! ## Current state
 //!
 //! Wirings, both cells, the runner and checkpoints are implemented and gradient-checked against
-//! finite differences. The GLNN / LAGD beamformers live in `glnn` / `lagd`.
+//! finite differences. The GLNN beamformer lives in `glnn`; its
+//! learned baseline LAGD is `beamlab_baselines::Lagd` (base-matrix form).
 
 pub mod cfc;
 pub mod checkpoint;
@@ -72,7 +73,6 @@ pub mod wiring;
 mod test_util;
 
 pub mod glnn;
-pub mod lagd;
 
 pub use cfc::{CfcMode, WiredCfc};
 pub use checkpoint::{load, save};

@@ -172,7 +172,8 @@ mod tests {
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..n {
-                a[i * n + j] = (0..n).map(|p| g[i * n + p] * g[j * n + p]).sum::<f64>() + if i == j { 0.5 } else { 0.0 };
+                a[i * n + j] =
+                    (0..n).map(|p| g[i * n + p] * g[j * n + p]).sum::<f64>() + if i == j { 0.5 } else { 0.0 };
             }
         }
         a
@@ -204,7 +205,10 @@ mod tests {
         assert!(matches!(lu_solve_in_place(&mut s, &mut b, 2, 1, 1e-13), Err(LinalgError::Singular { .. })));
         let mut nan = vec![f64::NAN, 0.0, 0.0, 1.0];
         assert!(lu_solve_in_place(&mut nan, &mut [1.0, 1.0], 2, 1, 0.0).is_err());
-        assert!(matches!(lu_solve_in_place(&mut [1.0; 4], &mut [1.0; 3], 2, 1, 0.0), Err(LinalgError::ShapeMismatch { .. })));
+        assert!(matches!(
+            lu_solve_in_place(&mut [1.0; 4], &mut [1.0; 3], 2, 1, 0.0),
+            Err(LinalgError::ShapeMismatch { .. })
+        ));
         assert!(matches!(lu_solve_in_place(&mut [], &mut [], 0, 1, 0.0), Err(LinalgError::Empty { .. })));
     }
 
