@@ -40,6 +40,17 @@ pub fn mrt(problem: &Problem) -> Result<Array2<c64>, BaselineError> {
     Ok(normalize_total_power(w.view(), problem.power_budget)?)
 }
 
+/// Matched filter on channel columns: `W = √P H / ‖H‖_F` for `H = [h_1 … h_K]: [M × K]`
+/// (user `k` receives `h_kᴴ w_k`), i.e. MRT with power proportional to each user's channel gain
+/// instead of [`mrt`]'s equal power per user. It is the start of the (robust) WMMSE iterations
+/// of MB-MAML (spec `mbmaml-offline-online.md` §3).
+///
+/// # Errors
+/// [`BaselineError::Linalg`] for an all-zero or non-finite `H` or a bad budget.
+pub fn matched_filter(h: ArrayView2<'_, c64>, power: f64) -> Result<Array2<c64>, BaselineError> {
+    Ok(normalize_total_power(h, power)?)
+}
+
 /// Zero-forcing by block diagonalisation, one stream per user.
 ///
 /// `w_k ∝ v_k / s_k` where `s_k, v_k` are the dominant singular value and right singular vector of
@@ -143,6 +154,19 @@ mod tests {
     use super::*;
     use crate::testutil::problem;
     use beamlab_linalg_ops::{total_power, user_rates};
+
+    /// Columns proportional to the channel columns (common factor), total power exactly `P`;
+    /// an all-zero channel is an error.
+    #[test]
+    fn matched_filter_scales_the_channel_to_the_budget() {
+        let h = ndarray::array![[c64::new(1.0, 2.0), c64::new(0.0, -1.0)], [c64::new(3.0, 0.0), c64::new(0.5, 0.5)]];
+        let w = matched_filter(h.view(), 2.0).unwrap();
+        assert!((total_power(w.view()) - 2.0).abs() < 1e-12);
+        let ratio = w[[0, 0]] / h[[0, 0]];
+        assert!(w.iter().zip(h.iter()).all(|(a, b)| (a - b * ratio).norm() < 1e-12));
+        assert!(ratio.im.abs() < 1e-15 && ratio.re > 0.0);
+        assert!(matched_filter(Array2::<c64>::zeros((2, 2)).view(), 1.0).is_err());
+    }
 
     #[test]
     fn zf_nulls_interference_at_every_antenna() {
