@@ -1,6 +1,6 @@
 //! # beamlab-candle-bridge
 //!
-//! The single place where beamlab's learning crates (`liquid-nn`, later `kan`, `gnn-unroll`,
+//! The single place where beamlab's learning crates (`liquid-nn`, `kan`, `gnn-unroll`,
 //! `meta-learn`) meet candle. Nothing else in the workspace converts between ndarray and candle,
 //! injects gradients or writes checkpoints.
 //!
@@ -13,7 +13,9 @@
 //!   `s = Σ 2 (Re G ⊙ Re W + Im G ⊙ Im W)` with `G` held constant has exactly that gradient, so
 //!   back-propagating `s` gives every parameter upstream of `W` its true `∂L/∂θ` (no autograd
 //!   through LAPACK).
-//! - [`adam`]: optimiser set-up; [`save_checkpoint`] / [`load_checkpoint`]: safetensors with a
+//! - [`adam`] (candle-nn's AdamW over a `VarMap`) and [`VarAdam`] (the workspace's flat-slice
+//!   Adam applied in place to candle variables): the only optimiser set-up for candle graphs in
+//!   the workspace; [`save_checkpoint`] / [`load_checkpoint`]: safetensors with a
 //!   strict name-and-shape check (a load that does not match is an error, never a partial load).
 //!
 //! ```
@@ -38,11 +40,14 @@ use std::path::Path;
 
 use beamlab_linalg_ops::c64;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Init, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{Init, VarBuilder, VarMap};
 use ndarray::Array2;
 
 pub use candle_core;
 pub use candle_nn;
+pub use optim::{VarAdam, adam, step};
+
+mod optim;
 
 /// Errors of the bridge.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +59,17 @@ pub enum BridgeError {
     /// Shapes do not agree.
     #[error("shape mismatch: {0}")]
     Shape(String),
+    /// A learning rate that is not finite and positive.
+    #[error("learning rate must be finite and > 0, got {0}")]
+    InvalidLearningRate(f64),
+    /// A tensor of a dtype the operation does not support.
+    #[error("{what}: unsupported dtype {dtype:?} (f32 and f64 only)")]
+    UnsupportedDType {
+        /// The operation.
+        what: &'static str,
+        /// The dtype found.
+        dtype: DType,
+    },
     /// A checkpoint does not match the model.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {
@@ -178,15 +194,6 @@ pub fn wirtinger_surrogate(w: &ComplexTensor, g: &Array2<c64>) -> Result<Tensor,
     let gt_re = gt.re.to_dtype(w.re.dtype())?;
     let gt_im = gt.im.to_dtype(w.im.dtype())?;
     Ok(((&w.re * &gt_re)?.sum_all()? + (&w.im * &gt_im)?.sum_all()?)?)
-}
-
-/// An Adam optimiser over every variable of `vars` (AdamW with zero weight decay, candle's
-/// implementation; `β = (0.9, 0.999)`, `ε = 1e-8`, PyTorch's defaults).
-///
-/// # Errors
-/// candle errors.
-pub fn adam(vars: &VarMap, lr: f64) -> Result<AdamW, BridgeError> {
-    Ok(AdamW::new(vars.all_vars(), ParamsAdamW { lr, weight_decay: 0.0, ..ParamsAdamW::default() })?)
 }
 
 /// Writes every variable of `vars` to a safetensors file.
@@ -362,15 +369,6 @@ pub fn all_finite(vars: &VarMap) -> Result<bool, BridgeError> {
         }
     }
     Ok(true)
-}
-
-/// Runs one optimiser step on the gradient of `loss`.
-///
-/// # Errors
-/// candle errors.
-pub fn step(opt: &mut AdamW, loss: &Tensor) -> Result<(), BridgeError> {
-    opt.backward_step(loss)?;
-    Ok(())
 }
 
 #[cfg(test)]

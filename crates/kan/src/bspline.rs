@@ -178,46 +178,6 @@ impl CustomOp1 for SplineBasisOp {
     }
 }
 
-/// Solves the symmetric positive definite system `A X = B` in place by Cholesky (`A: [n × n]`,
-/// `B: [n × m]`, row-major); returns `false` when `A` is not positive definite.
-pub(crate) fn spd_solve(a: &mut [f64], n: usize, b: &mut [f64], m: usize) -> bool {
-    for j in 0..n {
-        let mut d = a[j * n + j];
-        for p in 0..j {
-            d -= a[j * n + p] * a[j * n + p];
-        }
-        if !(d > 0.0) {
-            return false;
-        }
-        let d = d.sqrt();
-        a[j * n + j] = d;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for p in 0..j {
-                s -= a[i * n + p] * a[j * n + p];
-            }
-            a[i * n + j] = s / d;
-        }
-    }
-    for c in 0..m {
-        for i in 0..n {
-            let mut s = b[i * m + c];
-            for p in 0..i {
-                s -= a[i * n + p] * b[p * m + c];
-            }
-            b[i * m + c] = s / a[i * n + i];
-        }
-        for i in (0..n).rev() {
-            let mut s = b[i * m + c];
-            for p in i + 1..n {
-                s -= a[p * n + i] * b[p * m + c];
-            }
-            b[i * m + c] = s / a[i * n + i];
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,25 +256,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn spd_solve_solves() {
-        // A = L Lᵀ with a known solution.
-        let mut a = vec![4.0, 2.0, 0.4, 2.0, 5.0, 1.0, 0.4, 1.0, 3.0];
-        let a0 = a.clone();
-        let x = [1.0, -2.0, 0.5, 3.0, 0.0, 1.0];
-        let mut b = vec![0.0; 6];
-        for i in 0..3 {
-            for c in 0..2 {
-                b[i * 2 + c] = (0..3).map(|p| a0[i * 3 + p] * x[p * 2 + c]).sum();
-            }
-        }
-        assert!(spd_solve(&mut a, 3, &mut b, 2));
-        for (u, v) in b.iter().zip(x.iter()) {
-            assert!((u - v).abs() < 1e-12);
-        }
-        let mut bad = vec![1.0, 2.0, 2.0, 1.0];
-        assert!(!spd_solve(&mut bad, 2, &mut [0.0, 0.0], 1));
     }
 }

@@ -17,7 +17,9 @@
 
 use std::path::Path;
 
-use beamlab_candle_bridge::{ComplexTensor, load_checkpoint, save_checkpoint, seeded_var_builder, wirtinger_surrogate};
+use beamlab_candle_bridge::{
+    ComplexTensor, VarAdam, load_checkpoint, save_checkpoint, seeded_var_builder, wirtinger_surrogate,
+};
 use beamlab_channel::{SvParams, saleh_valenzuela};
 use beamlab_core::{Beamformer, CoreError, Diagnostics, MethodKind, Precoder, Problem, Solution};
 use beamlab_linalg_ops::c64;
@@ -29,7 +31,6 @@ use serde::Deserialize;
 
 use crate::KanError;
 use crate::ggml::{HybridSetup, Objective, method_error, zf_digital};
-use crate::net::Adam;
 
 /// Sizes, training set-up and architecture of [`CnnHybrid`].
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -202,7 +203,7 @@ impl CnnHybrid {
                 .collect()
         };
         let mut data = draw(rng)?;
-        let mut opt = Adam::new(net.vars.all_vars(), params.lr)?;
+        let mut opt = VarAdam::new(net.vars.all_vars(), params.lr)?;
         let alpha = vec![1.0 / params.n_users as f64; params.n_users];
         let noise_v = vec![noise; params.n_users];
         let objective = Objective::Rate { var_weight: params.var_weight };

@@ -23,7 +23,7 @@
 //! Loss: `L = −Σ_k α_k R_k + β Var(R)` (α the normalised user weights, `1/K` by default; Var the
 //! unbiased variance) or the worst-case MMSE loss of GGML-ImCSI ([`Objective`]).
 
-use beamlab_candle_bridge::{ComplexTensor, wirtinger_surrogate};
+use beamlab_candle_bridge::{ComplexTensor, VarAdam, wirtinger_surrogate};
 use beamlab_core::{Beamformer, CoreError, Diagnostics, Precoder, Problem, Solution};
 use beamlab_linalg_ops::{c64, hybrid_rate_gradient, hybrid_user_rates, inverse};
 use candle_core::{DType, Device, Tensor, Var};
@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 use crate::KanError;
 use crate::layer::KanConfig;
-use crate::net::{Adam, GradientNet, KanNet, Mlp, NetKind};
+use crate::net::{GradientNet, KanNet, Mlp, NetKind};
 
 /// What the networks see as input at each step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -492,8 +492,8 @@ pub fn run_ggml(
     let d0 = zf_digital(&hs, &f0, setup.power)?;
     let apn = build_net(params, 2 * n_tx * n_rf, rng.next_u64())?;
     let dpn = build_net(params, 2 * n_rf * n_users, rng.next_u64())?;
-    let mut opt_a = Adam::new(apn.trainable_vars(), params.lr_analog)?;
-    let mut opt_d = Adam::new(dpn.trainable_vars(), params.lr_digital)?;
+    let mut opt_a = VarAdam::new(apn.trainable_vars(), params.lr_analog)?;
+    let mut opt_d = VarAdam::new(dpn.trainable_vars(), params.lr_digital)?;
     let scaling = params.scaling();
     let accumulate = params.gradient_input == GradientInput::Accumulated;
     let eval = |f: &Array2<c64>, d: &Array2<c64>| -> Result<(f64, f64), KanError> {

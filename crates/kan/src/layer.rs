@@ -20,12 +20,14 @@
 
 use std::sync::Arc;
 
+use beamlab_linalg_ops::LinalgError;
+use beamlab_linalg_ops::small::real::spd_solve_in_place;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::Deserialize;
 
 use crate::KanError;
-use crate::bspline::{SplineBasisOp, batch_bases, spd_solve, uniform_knots};
+use crate::bspline::{SplineBasisOp, batch_bases, uniform_knots};
 
 /// Hyper-parameters of a KAN layer (efficient-KAN's defaults).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -346,9 +348,12 @@ impl KanLayer {
             for r in 0..nb {
                 ata[r * nb + r] += 1e-10 * tr.max(1e-300) / nb as f64;
             }
-            if !spd_solve(&mut ata, nb, &mut aty, self.n_out) {
-                return Err(KanError::Numerical("grid update: singular least-squares system".into()));
-            }
+            spd_solve_in_place(&mut ata, &mut aty, nb, self.n_out).map_err(|e| match e {
+                LinalgError::NotPositiveDefinite { .. } => {
+                    KanError::Numerical("grid update: singular least-squares system".into())
+                }
+                other => KanError::Linalg(other),
+            })?;
             for o in 0..self.n_out {
                 let sc = scaler.as_ref().map_or(1.0, |s| s[i * self.n_out + o]);
                 for j in 0..nb {

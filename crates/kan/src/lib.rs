@@ -8,8 +8,8 @@
 //!   every input's bases in one pass, with a hand-written backward.
 //! - [`layer`]: [`KanLayer`], `φ(x) = w_b silu(x) + s · Σ_j c_j B_j(x)` on every edge, batched as
 //!   two matrix products; grid update with a least-squares re-fit.
-//! - [`net`]: the [`GradientNet`] trait with [`KanNet`] (multi-layer KAN) and [`Mlp`]; a fused
-//!   [`Adam`]; checkpoints through `beamlab-candle-bridge`.
+//! - [`net`]: the [`GradientNet`] trait with [`KanNet`] (multi-layer KAN) and [`Mlp`], trained with
+//!   `beamlab_candle_bridge::VarAdam`; checkpoints through `beamlab-candle-bridge`.
 //! - [`ggml`]: [`Ggml`], the gradient-guided meta-learning hybrid precoder (`F: [N × M]` unit
 //!   modulus, `D: [M × K]`, `‖FD‖_F² = P`), solved per problem with fresh networks.
 //! - [`imcsi`]: [`GgmlImcsi`], the worst-case robust variant for relative CSI error `δ`.
@@ -58,7 +58,7 @@ pub use ggml::{
 };
 pub use imcsi::{GgmlImcsi, ImcsiParams, error_bounds, norm_quantile, worst_case_channel, worst_case_setup};
 pub use layer::{KanConfig, KanLayer};
-pub use net::{Adam, GradientNet, KanNet, Mlp, NetKind};
+pub use net::{GradientNet, KanNet, Mlp, NetKind};
 
 use beamlab_candle_bridge::BridgeError;
 use beamlab_core::CoreError;

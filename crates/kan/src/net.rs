@@ -1,6 +1,7 @@
 //! Networks that map a flattened gradient to an update of the same size: a multi-layer
 //! [`KanNet`] and the reference code's [`Mlp`] (`Linear(n, h) → ReLU → Linear(h, n)`), behind
-//! one object-safe trait, [`GradientNet`], plus a fused [`Adam`] optimiser over their variables.
+//! one object-safe trait, [`GradientNet`]. Their optimiser is
+//! [`beamlab_candle_bridge::VarAdam`] (the workspace's flat Adam, in place on the variables).
 //!
 //! Shapes: inputs and outputs are `[n_batch × n_in]` / `[n_batch × n_out]` real tensors (GGML uses
 //! `n_batch = 1` and `n_out = n_in`). Every network owns a `VarMap`, so it can be checkpointed with
@@ -249,92 +250,10 @@ impl GradientNet for Mlp {
     }
 }
 
-/// Adam (PyTorch's update, `β = (0.9, 0.999)`, `ε = 1e-8`, no weight decay) with the moments kept
-/// as plain vectors in the variable's precision and one fused pass per variable: the same
-/// arithmetic as `candle_nn::AdamW` with zero decay, with ~3 instead of ~14 tensor allocations per
-/// variable.
-#[derive(Debug)]
-pub struct Adam {
-    vars: Vec<(Var, Moments)>,
-    lr: f64,
-    step_t: i32,
-}
-
-#[derive(Debug)]
-enum Moments {
-    F32(Vec<f32>, Vec<f32>),
-    F64(Vec<f64>, Vec<f64>),
-}
-
-impl Adam {
-    /// An optimiser over `vars` with learning rate `lr`.
-    ///
-    /// # Errors
-    /// [`KanError::InvalidParameter`] for a non-positive or non-finite `lr`, or a variable that is
-    /// neither `f32` nor `f64`.
-    pub fn new(vars: Vec<Var>, lr: f64) -> Result<Self, KanError> {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(KanError::InvalidParameter(format!("learning rate must be finite and > 0, got {lr}")));
-        }
-        let vars = vars
-            .into_iter()
-            .map(|v| {
-                let n = v.elem_count();
-                let m = match v.dtype() {
-                    DType::F32 => Moments::F32(vec![0.0; n], vec![0.0; n]),
-                    DType::F64 => Moments::F64(vec![0.0; n], vec![0.0; n]),
-                    other => return Err(KanError::InvalidParameter(format!("Adam: unsupported dtype {other:?}"))),
-                };
-                Ok((v, m))
-            })
-            .collect::<Result<Vec<_>, KanError>>()?;
-        Ok(Self { vars, lr, step_t: 0 })
-    }
-
-    /// One step on the gradients in `grads` (variables without a gradient are left alone).
-    ///
-    /// # Errors
-    /// candle errors.
-    pub fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<(), KanError> {
-        self.step_t += 1;
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-        let c1 = 1.0 / (1.0 - b1.powi(self.step_t));
-        let c2 = 1.0 / (1.0 - b2.powi(self.step_t));
-        let lr = self.lr;
-        for (var, moments) in &mut self.vars {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
-            let new = match moments {
-                Moments::F32(m, v) => {
-                    let g: Vec<f32> = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                    let mut theta: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
-                    let (b1, b2, eps, c1, c2, lr) = (b1 as f32, b2 as f32, eps as f32, c1 as f32, c2 as f32, lr as f32);
-                    for (((t, gi), mi), vi) in theta.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                        *mi = b1 * *mi + (1.0 - b1) * gi;
-                        *vi = b2 * *vi + (1.0 - b2) * gi * gi;
-                        *t -= lr * (*mi * c1) / ((*vi * c2).sqrt() + eps);
-                    }
-                    Tensor::from_vec(theta, var.shape(), var.device())?
-                }
-                Moments::F64(m, v) => {
-                    let g: Vec<f64> = g.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-                    let mut theta: Vec<f64> = var.as_tensor().flatten_all()?.to_vec1()?;
-                    for (((t, gi), mi), vi) in theta.iter_mut().zip(&g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                        *mi = b1 * *mi + (1.0 - b1) * gi;
-                        *vi = b2 * *vi + (1.0 - b2) * gi * gi;
-                        *t -= lr * (*mi * c1) / ((*vi * c2).sqrt() + eps);
-                    }
-                    Tensor::from_vec(theta, var.shape(), var.device())?
-                }
-            };
-            var.set(&new)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use beamlab_candle_bridge::VarAdam;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -412,7 +331,7 @@ mod tests {
         let ys: Vec<f64> = xs.iter().map(|x| (std::f64::consts::PI * x).sin()).collect();
         let x = Tensor::from_vec(xs, (n, 1), &dev()).unwrap();
         let y = Tensor::from_vec(ys, (n, 1), &dev()).unwrap();
-        let mut opt = Adam::new(net.trainable_vars(), 0.05).unwrap();
+        let mut opt = VarAdam::new(net.trainable_vars(), 0.05).unwrap();
         let mse = |net: &KanNet| (net.forward(&x).unwrap() - &y).unwrap().sqr().unwrap().mean_all().unwrap();
         let initial = scalar(&mse(&net));
         for _ in 0..1500 {
@@ -505,6 +424,5 @@ mod tests {
         let net = KanNet::new(&[3, 2], &KanConfig::default(), 0, DType::F64).unwrap();
         assert!(net.forward(&Tensor::zeros((1, 4), DType::F64, &dev()).unwrap()).is_err());
         assert!(Mlp::new(0, 2, 2, 0, DType::F64).is_err());
-        assert!(Adam::new(vec![], f64::NAN).is_err());
     }
 }
