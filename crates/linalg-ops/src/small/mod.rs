@@ -3,6 +3,7 @@
 //! row-major factorisations of the learning crates' small dense systems.
 
 pub mod real;
+pub mod split;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
