@@ -2,14 +2,15 @@
 //! SALR r = 8, δ = 0.09, T = 10 unrolled iterations).
 //!
 //! Run single-threaded for stable numbers: `RAYON_NUM_THREADS=1 cargo bench -p beamlab-meta-learn`.
-//! `covnet/*` are candle's forward / autograd (the reference), `covnet/fast-*` the plain-`f64`
-//! path of `fast.rs`; `online-adaptation/*` uses the default (`fast_grad = true`) and
-//! `online-adaptation-candle/*` the candle path.
+//! `covnet/fast-*` are one forward / forward + reverse of the production path (`fast`);
+//! `online-adaptation/*` is a whole online block (basis selection, 5 SGD steps, the final
+//! precoder). The candle graph is a test oracle only and is no longer benchmarked.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
 use beamlab_channel::unknown_error::{haar_unitary, miso_columns, sample_error_block};
 use beamlab_channel::{Uma38901Params, UnknownErrorParams, uma38901};
-use beamlab_meta_learn::covnet::{CovNet, CovNetConfig, LossKind, TaskTensors};
+use beamlab_meta_learn::covnet::{CovNet, CovNetConfig, LossKind, Task};
+use beamlab_meta_learn::fast::precoder_of;
 use beamlab_meta_learn::maml::{BasisSelection, MbMaml, MbMamlConfig};
 use beamlab_meta_learn::wmmse::{SystemParams, WmmseConfig, robust_wmmse};
 use candle_core::Device;
@@ -26,17 +27,11 @@ fn bench(c: &mut Criterion) {
     let samples: Vec<_> = block.iter().map(|u| u.samples.clone()).collect();
     let sys = SystemParams::uniform(4, 0.01, 1.0);
     let h_true = miso_columns(&h).expect("columns");
-    let task = TaskTensors::new(&samples, Some(&h_true), &sys, &dev).expect("task");
+    let task = Task::new(&samples, Some(&h_true), &sys).expect("task");
     let net = CovNet::new(CovNetConfig::default(), &dev).expect("net");
     let params = net.init_params(&mut rng).expect("params");
 
-    c.bench_function("covnet/forward-m32-k4-t10", |b| {
-        b.iter(|| net.loss(&params, &task, LossKind::Support).expect("loss"));
-    });
-    c.bench_function("covnet/grad-m32-k4-t10", |b| {
-        b.iter(|| net.loss_and_grad(&params, &task, LossKind::Support).expect("grad"));
-    });
-    let fast = beamlab_meta_learn::fast::FastNet::new(&net).expect("fast net");
+    let fast = beamlab_meta_learn::fast::FastNet::new(&net);
     let ft = fast.task(&task).expect("fast task");
     let theta = fast.flatten(&params).expect("flat");
     let mut ws = beamlab_meta_learn::fast::FastWorkspace::default();
@@ -53,19 +48,9 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("online-adaptation/steps5-m32-k4-bases{n_bases}"), |b| {
             b.iter(|| {
                 let a = model.adapt(&net, &task, 5, 0.01, BasisSelection::Argmin).expect("adapt");
-                net.precoder_array(&a.params, &task).expect("precoder")
+                precoder_of(&net, &a.params, &task).expect("precoder")
             });
         });
-        if n_bases == 1 {
-            // The same adaptation through candle's autograd (the reference path).
-            let slow = CovNet::new(CovNetConfig { fast_grad: false, ..CovNetConfig::default() }, &dev).expect("net");
-            c.bench_function("online-adaptation-candle/steps5-m32-k4-bases1", |b| {
-                b.iter(|| {
-                    let a = model.adapt(&slow, &task, 5, 0.01, BasisSelection::Argmin).expect("adapt");
-                    slow.precoder_array(&a.params, &task).expect("precoder")
-                });
-            });
-        }
     }
     let h_bar: Vec<_> = block.iter().map(|u| u.sample_mean.clone()).collect();
     let r_s: Vec<_> = block.iter().map(|u| u.sample_covariance.clone()).collect();

@@ -40,7 +40,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::MetaLearnError;
-use crate::covnet::{CovHead, CovNet, CovNetConfig, Params, TaskTensors};
+use crate::covnet::{CovHead, CovNet, CovNetConfig, Params, Task};
+use crate::fast::precoder_of;
 use crate::lagd::{LagdConfig, lagd};
 use crate::maml::{BasisSelection, MbMaml, MbMamlConfig, inner_adapt};
 use crate::wmmse::{SystemParams, WmmseConfig, robust_wmmse, swmmse, wsr};
@@ -129,12 +130,6 @@ pub struct MbMamlExperimentParams {
     pub bases_sweep: Vec<usize>,
     /// Head of the Fig 7 models (paper: `r = 2`, `δ = 0`).
     pub bases_head: CovHead,
-    /// Average the support loss over the samples instead of summing it (default `false`).
-    pub support_mean: bool,
-    /// Losses and gradients of meta-training and adaptation through the hand-written `f64`
-    /// path ([`crate::fast`], default `true`) instead of candle's autograd (same numbers to
-    /// round-off, ~3× faster per gradient).
-    pub fast_grad: bool,
     /// Random SALR masks tried per sparse head in Fig 6, the best on validation blocks kept
     /// (paper: ~5; default 1 = the mask of seed 0).
     pub mask_candidates: usize,
@@ -174,8 +169,6 @@ impl Default for MbMamlExperimentParams {
             bases_sweep: vec![1, 2, 4, 8],
             bases_head: CovHead::Salr { rank: 2, density: 0.0 },
             mask_candidates: 1,
-            support_mean: false,
-            fast_grad: true,
         }
     }
 }
@@ -189,33 +182,39 @@ pub struct MbMamlExperiment {
 /// Builds the experiment.
 ///
 /// # Errors
-/// [`MetaLearnError::InvalidParameter`] for empty figure lists or sweeps, zero sizes, fewer than
+/// [`MetaLearnError::InvalidConfig`] (naming the field) for empty figure lists or sweeps, zero sizes, fewer than
 /// 2 users with BatchNorm, a reversed or non-finite γ range, an invalid network or MB-MAML
 /// configuration.
 pub fn mbmaml_experiment(params: MbMamlExperimentParams) -> Result<MbMamlExperiment, MetaLearnError> {
     let p = &params;
-    let bad = |s: &str| Err(MetaLearnError::InvalidParameter(s.into()));
+    let bad = |name: &'static str, s: &str| Err(MetaLearnError::config(name, s));
     if p.figures.is_empty() {
-        return bad("figures must not be empty");
+        return bad("figures", "must not be empty");
     }
     if p.n_tx == 0 || p.n_users < 2 || p.n_samples == 0 {
-        return bad("need n_tx >= 1, n_users >= 2 (batch statistics), n_samples >= 1");
+        return bad("n_tx / n_users / n_samples", "need n_tx >= 1, n_users >= 2 (batch statistics), n_samples >= 1");
     }
     if p.n_epochs == 0 || p.iterations_per_epoch == 0 || p.tasks_per_iteration == 0 || p.n_test_blocks == 0 {
-        return bad("epochs, iterations, tasks and test blocks must be >= 1");
+        return bad("n_epochs / iterations_per_epoch / tasks_per_iteration / n_test_blocks", "must be >= 1");
     }
     let [g0, g1] = p.train_gamma_db;
     if !(g0.is_finite() && g1.is_finite() && g0 <= g1 && p.snr_db.is_finite() && p.test_gamma_db.is_finite()) {
-        return bad("gamma range must be finite and ordered, SNR and test gamma finite");
+        return bad(
+            "train_gamma_db / snr_db / test_gamma_db",
+            "gamma range must be finite and ordered, SNR and test gamma finite",
+        );
     }
     if p.snr_sweep_db.is_empty()
         || p.gamma_sweep_db.is_empty()
         || p.snr_sweep_db.iter().chain(&p.gamma_sweep_db).any(|x| !x.is_finite())
     {
-        return bad("sweeps must be non-empty and finite");
+        return bad("snr_sweep_db / gamma_sweep_db", "sweeps must be non-empty and finite");
     }
     if p.fig6_heads.is_empty() || p.bases_sweep.is_empty() || p.bases_sweep.contains(&0) || p.mask_candidates == 0 {
-        return bad("fig6_heads and bases_sweep must be non-empty, bases >= 1, mask_candidates >= 1");
+        return bad(
+            "fig6_heads / bases_sweep / mask_candidates",
+            "need non-empty lists, bases >= 1, mask_candidates >= 1",
+        );
     }
     p.meta.check()?;
     for head in p.fig6_heads.iter().chain(std::iter::once(&p.bases_head)).chain(std::iter::once(&p.head)) {
@@ -233,9 +232,6 @@ fn net_config(p: &MbMamlExperimentParams, head: CovHead) -> CovNetConfig {
         fusion_eta: p.fusion_eta,
         n_unroll: p.n_unroll,
         mask_seed: 0,
-        fused: true,
-        support_mean: p.support_mean,
-        fast_grad: p.fast_grad,
     }
 }
 
@@ -243,7 +239,7 @@ fn net_config(p: &MbMamlExperimentParams, head: CovHead) -> CovNetConfig {
 struct Block {
     users: Vec<UserErrorBlock>,
     sys: SystemParams,
-    task: TaskTensors,
+    task: Task,
 }
 
 struct Sampler<'a> {
@@ -272,7 +268,7 @@ impl Sampler<'_> {
         let sys = SystemParams::uniform(p.n_users, 10f64.powf(-snr_db / 10.0), 1.0);
         let samples: Vec<Vec<Array1<c64>>> = users.iter().map(|u| u.samples.clone()).collect();
         let h_true = miso_columns(&h)?;
-        let task = TaskTensors::new(&samples, Some(&h_true), &sys, &self.device)?;
+        let task = Task::new(&samples, Some(&h_true), &sys)?;
         Ok(Block { users, sys, task })
     }
 }
@@ -282,7 +278,7 @@ fn h_true(b: &Block) -> Vec<Array1<c64>> {
 }
 
 fn true_wsr_of(net: &CovNet, params: &Params, b: &Block) -> Result<f64, MetaLearnError> {
-    let v = net.precoder_array(params, &b.task)?;
+    let v = precoder_of(net, params, &b.task)?;
     wsr(&h_true(b), &v, &b.sys)
 }
 

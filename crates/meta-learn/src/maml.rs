@@ -19,11 +19,16 @@
 //! Online, per new block: the support loss of every basis on the block's `N` samples selects
 //! the start (argmin, or the softmax interpolation), then `N_i` SGD steps on the support loss
 //! give the block's network and precoder. Every block restarts from the meta-bases.
+//!
+//! Every loss and gradient runs on the fast path ([`crate::fast`]) with the parameters as flat
+//! `f64` vectors; the bases are stored as candle tensors ([`Params`]) and converted once per
+//! meta-step or adaptation. Adam is `beamlab_linalg_ops::optim::Adam`. The file is long (~700
+//! lines) because half of it is tests of the meta-gradients.
 
-use candle_core::Tensor;
+use beamlab_linalg_ops::optim::Adam;
 
 use crate::MetaLearnError;
-use crate::covnet::{CovNet, LossKind, Params, TaskTensors, combine, sgd_step};
+use crate::covnet::{CovNet, LossKind, Params, Task, combine};
 use crate::fast::{FastNet, FastTask, FastWorkspace, sgd_support_steps};
 
 /// Hyper-parameters of MB-MAML (defaults: Table I of the paper).
@@ -42,13 +47,40 @@ pub struct MbMamlConfig {
     pub meta_lr: f64,
     /// Orthogonality regulariser weight `λ_reg`.
     pub lambda_reg: f64,
-    /// Query loss after every inner step (`γ_i = 1/N_i`, default) or only after the last.
-    pub query_every_step: bool,
-    /// Second-order meta-gradient: differentiate through the inner SGD steps,
-    /// `∂θ*_{i+1}/∂θ*_i = I − α ∇²L_S(θ*_i)`, with Hessian-vector products by central
-    /// differences of the support gradient (default `false`: first-order MAML as in the paper).
-    /// Always computed on the hand-written `f64` path ([`crate::fast`]).
-    pub second_order: bool,
+    /// Which inner steps contribute a query loss.
+    pub query: QuerySchedule,
+    /// First-order (paper) or second-order meta-gradient.
+    pub meta_gradient: MetaGradient,
+}
+
+/// Which inner steps contribute a query loss to the meta-objective `Σ_i γ_i q(θ*_i)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuerySchedule {
+    /// After every inner step, `γ_i = 1/N_i` (spec §5).
+    #[default]
+    EveryStep,
+    /// Only after the last inner step.
+    LastStep,
+}
+
+/// How the meta-gradient treats the inner SGD steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetaGradient {
+    /// First-order MAML, `∂θ*_i/∂θ*_0 ≈ I` (the paper).
+    #[default]
+    FirstOrder,
+    /// Differentiate through the inner steps, `∂θ*_{i+1}/∂θ*_i = I − α ∇²L_S(θ*_i)`, with
+    /// Hessian-vector products by central differences of the support gradient (two extra
+    /// support gradients per inner step).
+    SecondOrder,
+}
+
+impl QuerySchedule {
+    fn includes(self, step: usize, n_steps: usize) -> bool {
+        self == Self::EveryStep || step + 1 == n_steps
+    }
 }
 
 impl Default for MbMamlConfig {
@@ -60,8 +92,8 @@ impl Default for MbMamlConfig {
             inner_lr: 0.01,
             meta_lr: 1e-3,
             lambda_reg: 1e-3,
-            query_every_step: true,
-            second_order: false,
+            query: QuerySchedule::EveryStep,
+            meta_gradient: MetaGradient::FirstOrder,
         }
     }
 }
@@ -70,18 +102,22 @@ impl MbMamlConfig {
     /// Checks the hyper-parameters.
     ///
     /// # Errors
-    /// [`MetaLearnError::InvalidParameter`] for zero bases, a non-positive temperature or
+    /// [`MetaLearnError::InvalidConfig`] for zero bases, a non-positive temperature or
     /// learning rate, a negative regulariser weight, non-finite values.
     pub fn check(&self) -> Result<(), MetaLearnError> {
-        let pos = |x: f64| x.is_finite() && x > 0.0;
-        if self.n_bases == 0
-            || !pos(self.temperature)
-            || !pos(self.inner_lr)
-            || !pos(self.meta_lr)
-            || !self.lambda_reg.is_finite()
-            || self.lambda_reg < 0.0
-        {
-            return Err(MetaLearnError::InvalidParameter(format!("invalid MB-MAML configuration {self:?}")));
+        if self.n_bases == 0 {
+            return Err(MetaLearnError::config("n_bases", "must be >= 1"));
+        }
+        for (name, x) in [("temperature", self.temperature), ("inner_lr", self.inner_lr), ("meta_lr", self.meta_lr)] {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(MetaLearnError::config(name, format!("must be finite and > 0, got {x}")));
+            }
+        }
+        if !(self.lambda_reg.is_finite() && self.lambda_reg >= 0.0) {
+            return Err(MetaLearnError::config(
+                "lambda_reg",
+                format!("must be finite and >= 0, got {}", self.lambda_reg),
+            ));
         }
         Ok(())
     }
@@ -98,83 +134,6 @@ pub enum BasisSelection {
     Interpolate,
 }
 
-/// Adam moments for one parameter list (β₁ = 0.9, β₂ = 0.999, ε = 1e-8, bias-corrected), kept
-/// as flat `f64` vectors in the parameter layout (the arithmetic is candle's elementwise
-/// `affine` form, `x·a + b`, so the numbers do not depend on the representation).
-#[derive(Clone, Debug)]
-pub struct AdamState {
-    m: Vec<f64>,
-    v: Vec<f64>,
-    t: i32,
-}
-
-fn flat_values(params: &[Tensor]) -> Result<Vec<f64>, MetaLearnError> {
-    let mut out = Vec::new();
-    for t in params {
-        out.extend(t.flatten_all()?.to_vec1::<f64>()?);
-    }
-    Ok(out)
-}
-
-impl AdamState {
-    /// Zero moments shaped like `params`.
-    ///
-    /// # Errors
-    /// candle failures.
-    pub fn new(params: &[Tensor]) -> Result<Self, MetaLearnError> {
-        let n: usize = params.iter().map(Tensor::elem_count).sum();
-        Ok(Self { m: vec![0.0; n], v: vec![0.0; n], t: 0 })
-    }
-
-    /// One Adam step of `params` along `grads` with learning rate `lr`.
-    ///
-    /// # Errors
-    /// Shape mismatches, non-`f64` tensors.
-    pub fn step(&mut self, params: &[Tensor], grads: &[Tensor], lr: f64) -> Result<Params, MetaLearnError> {
-        let mut theta = flat_values(params)?;
-        let g = flat_values(grads)?;
-        self.step_flat(&mut theta, &g, lr)?;
-        let mut out = Vec::with_capacity(params.len());
-        let mut o = 0;
-        for p in params {
-            let n = p.elem_count();
-            out.push(Tensor::from_vec(theta[o..o + n].to_vec(), p.shape(), p.device())?);
-            o += n;
-        }
-        Ok(out)
-    }
-
-    /// [`AdamState::step`] on flat vectors (`theta` updated in place).
-    ///
-    /// # Errors
-    /// Lengths that do not match the moments.
-    pub fn step_flat(&mut self, theta: &mut [f64], grads: &[f64], lr: f64) -> Result<(), MetaLearnError> {
-        if theta.len() != self.m.len() || grads.len() != self.m.len() {
-            return Err(MetaLearnError::InvalidInput(format!(
-                "Adam state has {} values, got {} parameters and {} gradients",
-                self.m.len(),
-                theta.len(),
-                grads.len()
-            )));
-        }
-        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
-        self.t += 1;
-        let c1 = 1.0 - f64::powi(b1, self.t);
-        let c2 = 1.0 - f64::powi(b2, self.t);
-        let (ic1, ic2) = (1.0 / c1, 1.0 / c2);
-        for (((p, g), m), v) in theta.iter_mut().zip(grads).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
-            // Written as candle's affine ops (x·a + 0) so that the tensor and flat forms agree.
-            *m = (*m * b1 + 0.0) + (g * (1.0 - b1) + 0.0);
-            *v = (*v * b2 + 0.0) + ((g * g) * (1.0 - b2) + 0.0);
-            let m_hat = *m * ic1 + 0.0;
-            let v_hat = *v * ic2 + 0.0;
-            let upd = m_hat / (v_hat.sqrt() * 1.0 + eps);
-            *p -= upd * lr + 0.0;
-        }
-        Ok(())
-    }
-}
-
 /// `N` SGD steps on the support loss from `start`; returns the adapted parameters and the
 /// support loss before each step.
 ///
@@ -183,82 +142,20 @@ impl AdamState {
 pub fn inner_adapt(
     net: &CovNet,
     start: &Params,
-    task: &TaskTensors,
+    task: &Task,
     n_steps: usize,
     lr: f64,
 ) -> Result<(Params, Vec<f64>), MetaLearnError> {
-    if net.config().fast_grad {
-        let fast = FastNet::new(net)?;
-        let ft = fast.task(task)?;
-        let mut theta = fast.flatten(start)?;
-        let mut ws = FastWorkspace::default();
-        let trace = sgd_support_steps(&fast, &mut ws, &mut theta, &ft, n_steps, lr)?;
-        return Ok((fast.unflatten(&theta)?, trace));
-    }
-    let mut theta = start.clone();
-    let mut trace = Vec::with_capacity(n_steps);
-    for _ in 0..n_steps {
-        let (l, g) = net.loss_and_grad(&theta, task, LossKind::Support)?;
-        trace.push(l);
-        theta = sgd_step(&theta, &g, lr)?;
-    }
-    Ok((theta, trace))
-}
-
-/// First-order query gradient of one task from `start`: `Σ_i γ_i ∇q(θ*_i)` and the mean query
-/// loss.
-fn task_meta_gradient(
-    net: &CovNet,
-    start: &Params,
-    task: &TaskTensors,
-    config: &MbMamlConfig,
-) -> Result<(Params, f64), MetaLearnError> {
-    if net.config().fast_grad || config.second_order {
-        return task_meta_gradient_fast(net, start, task, config);
-    }
-    let mut theta = start.clone();
-    let mut acc: Option<Params> = None;
-    let mut q_sum = 0.0;
-    let mut n_q = 0usize;
-    for i in 0..config.n_inner_steps {
-        let (_, g) = net.loss_and_grad(&theta, task, LossKind::Support)?;
-        theta = sgd_step(&theta, &g, config.inner_lr)?;
-        if config.query_every_step || i + 1 == config.n_inner_steps {
-            let (q, gq) = net.loss_and_grad(&theta, task, LossKind::Query)?;
-            q_sum += q;
-            n_q += 1;
-            acc = Some(match acc {
-                None => gq,
-                Some(a) => a.iter().zip(&gq).map(|(x, y)| Ok((x + y)?)).collect::<Result<_, MetaLearnError>>()?,
-            });
-        }
-    }
-    if n_q == 0 {
-        // No inner steps: plain query gradient at the start.
-        let (q, gq) = net.loss_and_grad(&theta, task, LossKind::Query)?;
-        return Ok((gq, q));
-    }
-    let scale = 1.0 / n_q as f64;
-    let g = acc.unwrap_or_default().iter().map(|x| Ok((x * scale)?)).collect::<Result<_, MetaLearnError>>()?;
-    Ok((g, q_sum / n_q as f64))
-}
-
-/// [`task_meta_gradient`] in plain `f64` ([`crate::fast`]); same operations in the same order.
-fn task_meta_gradient_fast(
-    net: &CovNet,
-    start: &Params,
-    task: &TaskTensors,
-    config: &MbMamlConfig,
-) -> Result<(Params, f64), MetaLearnError> {
-    let fast = FastNet::new(net)?;
+    let fast = FastNet::new(net);
     let ft = fast.task(task)?;
-    let theta = fast.flatten(start)?;
-    let (g, q) = meta_gradient_flat(&fast, &ft, theta, config, &mut FastWorkspace::default())?;
-    Ok((fast.unflatten(&g)?, q))
+    let mut theta = fast.flatten(start)?;
+    let mut ws = FastWorkspace::default();
+    let trace = sgd_support_steps(&fast, &mut ws, &mut theta, &ft, n_steps, lr)?;
+    Ok((fast.unflatten(&theta)?, trace))
 }
 
 /// First-order query gradient `Σ_i γ_i ∇q(θ*_i)` and the mean query loss, all in flat `f64`
-/// (the second-order gradient when `config.second_order`).
+/// (the second-order gradient for [`MetaGradient::SecondOrder`]).
 fn meta_gradient_flat(
     fast: &FastNet,
     ft: &FastTask,
@@ -266,7 +163,7 @@ fn meta_gradient_flat(
     config: &MbMamlConfig,
     ws: &mut FastWorkspace,
 ) -> Result<(Vec<f64>, f64), MetaLearnError> {
-    if config.second_order {
+    if config.meta_gradient == MetaGradient::SecondOrder {
         return second_order_meta_gradient(fast, ft, theta, config, ws);
     }
     let mut gq = Vec::new();
@@ -275,7 +172,7 @@ fn meta_gradient_flat(
     let mut n_q = 0usize;
     for i in 0..config.n_inner_steps {
         fast.sgd_step(ws, &mut theta, ft, LossKind::Support, config.inner_lr)?;
-        if config.query_every_step || i + 1 == config.n_inner_steps {
+        if config.query.includes(i, config.n_inner_steps) {
             q_sum += fast.loss_and_grad(ws, &theta, ft, LossKind::Query, &mut gq)?;
             n_q += 1;
             for (a, d) in acc.iter_mut().zip(&gq) {
@@ -312,7 +209,7 @@ fn second_order_meta_gradient(
         let q = fast.loss_and_grad(ws, &theta0, ft, LossKind::Query, &mut gq)?;
         return Ok((gq, q));
     }
-    let n_q = if config.query_every_step { n } else { 1 };
+    let n_q = if config.query == QuerySchedule::EveryStep { n } else { 1 };
     let weight = 1.0 / n_q as f64;
     // Forward: the iterates θ_0 … θ_N.
     let mut iterates = Vec::with_capacity(n + 1);
@@ -327,7 +224,7 @@ fn second_order_meta_gradient(
     let mut q_sum = 0.0;
     let (mut gp, mut gm) = (Vec::new(), Vec::new());
     for i in (0..n).rev() {
-        if config.query_every_step || i + 1 == n {
+        if config.query.includes(i, n) {
             q_sum += fast.loss_and_grad(ws, &iterates[i + 1], ft, LossKind::Query, &mut gq)?;
             for (a, d) in v.iter_mut().zip(&gq) {
                 *a += weight * d;
@@ -354,37 +251,43 @@ fn second_order_meta_gradient(
     Ok((v, q_sum / n_q as f64))
 }
 
-/// Plain first-order MAML meta-step (the reference MB-MAML reduces to for `M = 1`): from `theta`,
-/// per task `N_i` inner SGD steps and the averaged query gradients, Adam on the task mean.
-/// Returns the mean query loss.
+/// Plain MAML meta-step (the reference MB-MAML reduces to for `M = 1`): from `theta`, per task
+/// `N_i` inner SGD steps and the averaged query gradients, Adam (`adam`, sized
+/// [`FastNet::n_params`]) on the task mean. Returns the mean query loss.
 ///
 /// # Errors
 /// Empty task list, loss / gradient failures.
 pub fn maml_meta_step(
     net: &CovNet,
     theta: &mut Params,
-    adam: &mut AdamState,
-    tasks: &[TaskTensors],
+    adam: &mut Adam,
+    tasks: &[Task],
     config: &MbMamlConfig,
 ) -> Result<f64, MetaLearnError> {
     config.check()?;
     if tasks.is_empty() {
-        return Err(MetaLearnError::InvalidInput("meta-step needs at least one task".into()));
+        return Err(MetaLearnError::Empty { what: "tasks of a meta-step" });
     }
-    let mut total: Option<Params> = None;
+    let fast = FastNet::new(net);
+    let start = fast.flatten(theta)?;
+    let mut ws = FastWorkspace::default();
+    let mut acc = vec![0.0; fast.n_params()];
     let mut q_mean = 0.0;
     for task in tasks {
-        let (g, q) = task_meta_gradient(net, theta, task, config)?;
+        let ft = fast.task(task)?;
+        let (g, q) = meta_gradient_flat(&fast, &ft, start.clone(), config, &mut ws)?;
         q_mean += q / tasks.len() as f64;
-        total = Some(match total {
-            None => g,
-            Some(t) => t.iter().zip(&g).map(|(a, b)| Ok((a + b)?)).collect::<Result<_, MetaLearnError>>()?,
-        });
+        for (a, d) in acc.iter_mut().zip(&g) {
+            *a += d;
+        }
     }
     let inv_b = 1.0 / tasks.len() as f64;
-    let grad: Params =
-        total.unwrap_or_default().iter().map(|x| Ok((x * inv_b)?)).collect::<Result<_, MetaLearnError>>()?;
-    *theta = adam.step(theta, &grad, config.meta_lr)?;
+    for a in &mut acc {
+        *a *= inv_b;
+    }
+    let mut flat = start;
+    adam.step(&mut flat, &acc, config.meta_lr)?;
+    *theta = fast.unflatten(&flat)?;
     Ok(q_mean)
 }
 
@@ -396,14 +299,6 @@ pub fn selection_weights(losses: &[f64], temperature: f64) -> Vec<f64> {
     let e: Vec<f64> = z.iter().map(|x| (x - max).exp()).collect();
     let s: f64 = e.iter().sum();
     e.iter().map(|x| x / s).collect()
-}
-
-fn dot(a: &Params, b: &Params) -> Result<f64, MetaLearnError> {
-    let mut s = 0.0;
-    for (x, y) in a.iter().zip(b) {
-        s += (x * y)?.sum_all()?.to_scalar::<f64>()?;
-    }
-    Ok(s)
 }
 
 /// Report of one MB-MAML meta-iteration.
@@ -430,7 +325,7 @@ pub struct Adapted {
 #[derive(Clone, Debug)]
 pub struct MbMaml {
     bases: Vec<Params>,
-    adam: Vec<AdamState>,
+    adam: Vec<Adam>,
     config: MbMamlConfig,
 }
 
@@ -452,7 +347,8 @@ impl MbMaml {
     pub fn from_bases(bases: Vec<Params>, mut config: MbMamlConfig) -> Result<Self, MetaLearnError> {
         config.n_bases = bases.len();
         config.check()?;
-        let adam = bases.iter().map(|b| AdamState::new(b)).collect::<Result<_, _>>()?;
+        let n = bases.first().map(|b| b.iter().map(candle_core::Tensor::elem_count).sum()).unwrap_or(0);
+        let adam = bases.iter().map(|_| Adam::new(n)).collect();
         Ok(Self { bases, adam, config })
     }
 
@@ -472,85 +368,26 @@ impl MbMaml {
     ///
     /// # Errors
     /// Loss failures.
-    pub fn basis_losses(&self, net: &CovNet, task: &TaskTensors) -> Result<Vec<f64>, MetaLearnError> {
-        if net.config().fast_grad {
-            let fast = FastNet::new(net)?;
-            let ft = fast.task(task)?;
-            let mut ws = FastWorkspace::default();
-            return self.bases.iter().map(|b| fast.loss_tensors(&mut ws, b, &ft, LossKind::Support)).collect();
-        }
-        self.bases.iter().map(|b| Ok(net.loss(b, task, LossKind::Support)?.to_scalar::<f64>()?)).collect()
+    pub fn basis_losses(&self, net: &CovNet, task: &Task) -> Result<Vec<f64>, MetaLearnError> {
+        let fast = FastNet::new(net);
+        let ft = fast.task(task)?;
+        let mut ws = FastWorkspace::default();
+        self.bases.iter().map(|b| fast.loss_tensors(&mut ws, b, &ft, LossKind::Support)).collect()
     }
 
-    /// One meta-iteration over `tasks` (spec §5).
+    /// One meta-iteration over `tasks` (spec §5): selection, interpolation, task gradients,
+    /// their accumulation, the regulariser and Adam, all on flat vectors (the bases are converted
+    /// once). For `M = 1` the operations are those of [`maml_meta_step`] in the same order (σ is
+    /// exactly `[1]`), so the two agree bit for bit.
     ///
     /// # Errors
     /// Empty task list, loss / gradient failures, non-finite losses.
-    pub fn meta_step(&mut self, net: &CovNet, tasks: &[TaskTensors]) -> Result<MetaStepReport, MetaLearnError> {
+    pub fn meta_step(&mut self, net: &CovNet, tasks: &[Task]) -> Result<MetaStepReport, MetaLearnError> {
         if tasks.is_empty() {
-            return Err(MetaLearnError::InvalidInput("meta-step needs at least one task".into()));
+            return Err(MetaLearnError::Empty { what: "tasks of a meta-step" });
         }
         let _span = tracing::debug_span!("mbmaml_meta_step", n_tasks = tasks.len()).entered();
-        if net.config().fast_grad {
-            return self.meta_step_fast(net, tasks);
-        }
-        let n_bases = self.bases.len();
-        let mut acc: Vec<Option<Params>> = vec![None; n_bases];
-        let mut mean_selection = vec![0.0; n_bases];
-        let mut q_mean = 0.0;
-        for task in tasks {
-            // Also for M = 1 (σ = [1] exactly), so that the MAML equivalence test exercises
-            // the selection path.
-            let sigma = selection_weights(&self.basis_losses(net, task)?, self.config.temperature);
-            let refs: Vec<&Params> = self.bases.iter().collect();
-            let start = combine(&refs, &sigma)?;
-            let (g, q) = task_meta_gradient(net, &start, task, &self.config)?;
-            q_mean += q / tasks.len() as f64;
-            for m in 0..n_bases {
-                mean_selection[m] += sigma[m] / tasks.len() as f64;
-                let s = sigma[m];
-                acc[m] = Some(match acc[m].take() {
-                    None => g.iter().map(|x| Ok((x * s)?)).collect::<Result<_, MetaLearnError>>()?,
-                    Some(t) => {
-                        t.iter().zip(&g).map(|(a, b)| Ok((a + (b * s)?)?)).collect::<Result<_, MetaLearnError>>()?
-                    }
-                });
-            }
-        }
-        let inv_b = 1.0 / tasks.len() as f64;
-        let mut new_bases = Vec::with_capacity(n_bases);
-        for (m, acc_m) in acc.iter_mut().enumerate() {
-            let mut grad: Params = acc_m
-                .take()
-                .unwrap_or_default()
-                .iter()
-                .map(|x| Ok((x * inv_b)?))
-                .collect::<Result<_, MetaLearnError>>()?;
-            if n_bases > 1 && self.config.lambda_reg > 0.0 {
-                let c = self.config.lambda_reg / (n_bases - 1) as f64;
-                for other in (0..n_bases).filter(|&o| o != m) {
-                    let sign = dot(&self.bases[m], &self.bases[other])?.signum() * c;
-                    grad = grad.iter().zip(&self.bases[other]).map(|(g, t)| Ok((g + (t * sign)?)?)).collect::<Result<
-                        _,
-                        MetaLearnError,
-                    >>(
-                    )?;
-                }
-            }
-            new_bases.push(self.adam[m].step(&self.bases[m], &grad, self.config.meta_lr)?);
-        }
-        self.bases = new_bases;
-        if !q_mean.is_finite() {
-            return Err(MetaLearnError::NonFinite(format!("meta-step query loss {q_mean}")));
-        }
-        Ok(MetaStepReport { mean_query_loss: q_mean, mean_selection })
-    }
-
-    /// [`MbMaml::meta_step`] with the selection, interpolation, task gradients and their
-    /// accumulation in flat `f64` ([`crate::fast`]); the same operations in the same order (so
-    /// `M = 1` still equals [`maml_meta_step`] bit for bit), Adam stays on the tensors.
-    fn meta_step_fast(&mut self, net: &CovNet, tasks: &[TaskTensors]) -> Result<MetaStepReport, MetaLearnError> {
-        let fast = FastNet::new(net)?;
+        let fast = FastNet::new(net);
         let n_bases = self.bases.len();
         let flat: Vec<Vec<f64>> = self.bases.iter().map(|b| fast.flatten(b)).collect::<Result<_, _>>()?;
         let mut ws = FastWorkspace::default();
@@ -596,7 +433,7 @@ impl MbMaml {
         }
         let mut new_bases = Vec::with_capacity(n_bases);
         for (m, (mut theta, grad)) in flat.into_iter().zip(&acc).enumerate() {
-            self.adam[m].step_flat(&mut theta, grad, self.config.meta_lr)?;
+            self.adam[m].step(&mut theta, grad, self.config.meta_lr)?;
             new_bases.push(fast.unflatten(&theta)?);
         }
         self.bases = new_bases;
@@ -607,29 +444,35 @@ impl MbMaml {
     }
 
     /// Online adaptation to one block (spec §6): basis selection on the support loss, then
-    /// `n_steps` SGD steps with learning rate `lr` (the bases are not changed).
+    /// `n_steps` SGD steps with learning rate `lr` (the bases are not changed). One conversion
+    /// of the block, the basis losses read from the tensors in place, all steps in one workspace.
     ///
     /// # Errors
     /// Loss / gradient failures.
     pub fn adapt(
         &self,
         net: &CovNet,
-        task: &TaskTensors,
+        task: &Task,
         n_steps: usize,
         lr: f64,
         selection: BasisSelection,
     ) -> Result<Adapted, MetaLearnError> {
-        if net.config().fast_grad {
-            return self.adapt_fast(net, task, n_steps, lr, selection);
-        }
+        let fast = FastNet::new(net);
+        let ft = fast.task(task)?;
+        let mut ws = FastWorkspace::default();
         let (start, weights) = if self.bases.len() == 1 {
             (self.bases[0].clone(), vec![1.0])
         } else {
-            let losses = self.basis_losses(net, task)?;
+            let losses: Vec<f64> = self
+                .bases
+                .iter()
+                .map(|b| fast.loss_tensors(&mut ws, b, &ft, LossKind::Support))
+                .collect::<Result<_, _>>()?;
             self.select(&losses, selection)?
         };
-        let (params, support_trace) = inner_adapt(net, &start, task, n_steps, lr)?;
-        Ok(Adapted { params, selection: weights, support_trace })
+        let mut theta = fast.flatten(&start)?;
+        let support_trace = sgd_support_steps(&fast, &mut ws, &mut theta, &ft, n_steps, lr)?;
+        Ok(Adapted { params: fast.unflatten(&theta)?, selection: weights, support_trace })
     }
 
     fn select(&self, losses: &[f64], selection: BasisSelection) -> Result<(Params, Vec<f64>), MetaLearnError> {
@@ -647,34 +490,6 @@ impl MbMaml {
             }
         })
     }
-
-    /// [`MbMaml::adapt`] through [`crate::fast`]: one conversion of the block, the basis losses
-    /// read from the tensors in place, all steps in one reused workspace.
-    fn adapt_fast(
-        &self,
-        net: &CovNet,
-        task: &TaskTensors,
-        n_steps: usize,
-        lr: f64,
-        selection: BasisSelection,
-    ) -> Result<Adapted, MetaLearnError> {
-        let fast = FastNet::new(net)?;
-        let ft = fast.task(task)?;
-        let mut ws = FastWorkspace::default();
-        let (start, weights) = if self.bases.len() == 1 {
-            (self.bases[0].clone(), vec![1.0])
-        } else {
-            let losses: Vec<f64> = self
-                .bases
-                .iter()
-                .map(|b| fast.loss_tensors(&mut ws, b, &ft, LossKind::Support))
-                .collect::<Result<_, _>>()?;
-            self.select(&losses, selection)?
-        };
-        let mut theta = fast.flatten(&start)?;
-        let support_trace = sgd_support_steps(&fast, &mut ws, &mut theta, &ft, n_steps, lr)?;
-        Ok(Adapted { params: fast.unflatten(&theta)?, selection: weights, support_trace })
-    }
 }
 
 #[cfg(test)]
@@ -683,6 +498,7 @@ mod tests {
     use crate::covnet::{CovHead, CovNetConfig};
     use candle_core::Device;
     use rand::{Rng, SeedableRng};
+
     use rand_chacha::ChaCha8Rng;
 
     fn small_net() -> CovNet {
@@ -696,7 +512,7 @@ mod tests {
         CovNet::new(cfg, &Device::Cpu).unwrap()
     }
 
-    fn tasks(seed: u64, n: usize) -> Vec<TaskTensors> {
+    fn tasks(seed: u64, n: usize) -> Vec<Task> {
         (0..n).map(|i| crate::covnet::tests::task(4, 3, seed * 1000 + i as u64)).collect()
     }
 
@@ -711,18 +527,18 @@ mod tests {
     #[test]
     fn second_order_meta_gradient_matches_finite_differences() {
         let net = small_net();
-        let fast = FastNet::new(&net).unwrap();
+        let fast = FastNet::new(&net);
         let task = &tasks(7, 1)[0];
         let ft = fast.task(task).unwrap();
         let mut ws = FastWorkspace::default();
         let theta0 = fast.flatten(&net.init_params(&mut ChaCha8Rng::seed_from_u64(3)).unwrap()).unwrap();
-        for query_every_step in [true, false] {
+        for query in [QuerySchedule::EveryStep, QuerySchedule::LastStep] {
             // A large inner step so the Hessian terms matter.
             let cfg = MbMamlConfig {
                 n_inner_steps: 3,
                 inner_lr: 0.05,
-                query_every_step,
-                second_order: true,
+                query,
+                meta_gradient: MetaGradient::SecondOrder,
                 ..Default::default()
             };
             let objective = |theta: &[f64], ws: &mut FastWorkspace| -> f64 {
@@ -730,7 +546,7 @@ mod tests {
                 let (mut sum, mut n_q) = (0.0, 0.0);
                 for i in 0..cfg.n_inner_steps {
                     fast.sgd_step(ws, &mut th, &ft, LossKind::Support, cfg.inner_lr).unwrap();
-                    if query_every_step || i + 1 == cfg.n_inner_steps {
+                    if query.includes(i, cfg.n_inner_steps) {
                         sum += fast.loss(ws, &th, &ft, LossKind::Query).unwrap();
                         n_q += 1.0;
                     }
@@ -738,7 +554,7 @@ mod tests {
                 sum / n_q
             };
             let (g2, q2) = meta_gradient_flat(&fast, &ft, theta0.clone(), &cfg, &mut ws).unwrap();
-            let first = MbMamlConfig { second_order: false, ..cfg };
+            let first = MbMamlConfig { meta_gradient: MetaGradient::FirstOrder, ..cfg };
             let (g1, q1) = meta_gradient_flat(&fast, &ft, theta0.clone(), &first, &mut ws).unwrap();
             assert!((q2 - q1).abs() <= 1e-12 * q1.abs().max(1.0), "same mean query loss");
             assert!((q2 - objective(&theta0, &mut ws)).abs() <= 1e-12 * q2.abs().max(1.0));
@@ -757,8 +573,13 @@ mod tests {
             assert!(worst2 < 1e-4, "second-order vs finite differences: relative error {worst2:e}");
             assert!(worst1 > 10.0 * worst2, "first-order {worst1:e} should be visibly worse than {worst2:e}");
         }
-        // Routed through the candle path too (`fast_grad = false` still uses the flat code).
-        let cfg = MbMamlConfig { n_bases: 1, n_inner_steps: 2, second_order: true, ..Default::default() };
+        // Through a whole meta-step.
+        let cfg = MbMamlConfig {
+            n_bases: 1,
+            n_inner_steps: 2,
+            meta_gradient: MetaGradient::SecondOrder,
+            ..Default::default()
+        };
         let mut mb = MbMaml::new(&net, cfg, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
         let r = mb.meta_step(&net, &tasks(3, 2)).unwrap();
         assert!(r.mean_query_loss.is_finite());
@@ -772,7 +593,7 @@ mod tests {
         let cfg = MbMamlConfig { n_bases: 1, meta_lr: 1e-2, ..Default::default() };
         let mut mb = MbMaml::new(&net, cfg, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
         let mut theta = net.init_params(&mut ChaCha8Rng::seed_from_u64(5)).unwrap();
-        let mut adam = AdamState::new(&theta).unwrap();
+        let mut adam = Adam::new(net.n_params());
         for it in 0..3 {
             let batch = tasks(it, 3);
             let r = mb.meta_step(&net, &batch).unwrap();
@@ -783,37 +604,6 @@ mod tests {
         // The meta-steps moved the parameters.
         let theta0 = net.init_params(&mut ChaCha8Rng::seed_from_u64(5)).unwrap();
         assert_ne!(flat(&theta0), flat(&theta));
-    }
-
-    /// Adam's first step moves every parameter by `lr · sign(g)` (bias correction), the second
-    /// by the ratio of the corrected moments; the tensor and flat forms agree bit for bit.
-    #[test]
-    fn adam_steps_follow_the_closed_form() {
-        let dev = Device::Cpu;
-        let p = vec![Tensor::new(&[1.0f64, -2.0], &dev).unwrap(), Tensor::new(&[[0.5f64]], &dev).unwrap()];
-        let g = vec![Tensor::new(&[0.5f64, -3.0], &dev).unwrap(), Tensor::new(&[[1e-3f64]], &dev).unwrap()];
-        let mut adam = AdamState::new(&p).unwrap();
-        let q = adam.step(&p, &g, 0.1).unwrap();
-        let fq = flat(&q);
-        for (x, y) in fq.iter().zip([0.9, -1.9, 0.4]) {
-            assert!((x - y).abs() < 1e-6, "{fq:?}");
-        }
-        assert_eq!(q[1].dims(), &[1, 1]);
-        // Second step with g2: m̂ = (0.09 g1 + 0.1 g2)/0.19, v̂ = (0.000999 g1² + 0.001 g2²)/0.001999.
-        let g2 = [1.5f64, 1.0, 0.0];
-        let g2t = vec![Tensor::new(&[1.5f64, 1.0], &dev).unwrap(), Tensor::new(&[[0.0f64]], &dev).unwrap()];
-        let mut flat_adam = adam.clone();
-        let r = flat(&adam.step(&q, &g2t, 0.1).unwrap());
-        let mut theta = fq.clone();
-        flat_adam.step_flat(&mut theta, &g2, 0.1).unwrap();
-        assert!(r.iter().zip(&theta).all(|(a, b)| a.to_bits() == b.to_bits()));
-        for (i, g1) in [0.5f64, -3.0, 1e-3].into_iter().enumerate() {
-            let m = (0.09 * g1 + 0.1 * g2[i]) / 0.19;
-            let v = (0.000999 * g1 * g1 + 0.001 * g2[i] * g2[i]) / 0.001999;
-            let expected = fq[i] - 0.1 * m / (v.sqrt() + 1e-8);
-            assert!((r[i] - expected).abs() < 1e-9, "{i}: {} vs {expected}", r[i]);
-        }
-        assert!(flat_adam.step_flat(&mut theta[..2].to_vec(), &g2[..2], 0.1).is_err());
     }
 
     #[test]
@@ -864,6 +654,8 @@ mod tests {
         assert!(MbMamlConfig { inner_lr: f64::NAN, ..Default::default() }.check().is_err());
         let net = small_net();
         let mut mb = MbMaml::new(&net, MbMamlConfig::default(), &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-        assert!(mb.meta_step(&net, &[]).is_err());
+        assert!(matches!(mb.meta_step(&net, &[]), Err(MetaLearnError::Empty { .. })));
+        let err = MbMamlConfig { lambda_reg: -1.0, ..Default::default() }.check();
+        assert!(matches!(err, Err(MetaLearnError::InvalidConfig { name: "lambda_reg", .. })));
     }
 }

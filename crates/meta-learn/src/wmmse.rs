@@ -75,22 +75,24 @@ impl SystemParams {
     /// Checks against `K` users.
     ///
     /// # Errors
-    /// [`MetaLearnError::InvalidParameter`] for wrong lengths or non-positive / non-finite values.
+    /// [`MetaLearnError::ShapeMismatch`] for wrong lengths, [`MetaLearnError::InvalidConfig`] for
+    /// non-positive / non-finite values.
     pub fn check(&self, n_users: usize) -> Result<(), MetaLearnError> {
         if self.noise.len() != n_users || self.weights.len() != n_users {
-            return Err(MetaLearnError::InvalidParameter(format!(
-                "need {n_users} noise powers and weights, got {} and {}",
-                self.noise.len(),
-                self.weights.len()
-            )));
-        }
-        if self.noise.iter().any(|s| !(s.is_finite() && *s > 0.0))
-            || self.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0))
-            || !(self.power.is_finite() && self.power > 0.0)
-        {
-            return Err(MetaLearnError::InvalidParameter(
-                "noise powers and budget must be finite and > 0, weights finite and >= 0".into(),
+            return Err(MetaLearnError::shape(
+                "noise powers and weights",
+                format!("{n_users} each"),
+                format!("{} and {}", self.noise.len(), self.weights.len()),
             ));
+        }
+        if self.noise.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(MetaLearnError::config("noise", "noise powers must be finite and > 0"));
+        }
+        if self.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return Err(MetaLearnError::config("weights", "weights must be finite and >= 0"));
+        }
+        if !(self.power.is_finite() && self.power > 0.0) {
+            return Err(MetaLearnError::config("power", format!("must be finite and > 0, got {}", self.power)));
         }
         Ok(())
     }
@@ -103,11 +105,14 @@ fn all_finite<'a>(it: impl IntoIterator<Item = &'a c64>) -> bool {
 /// Checks the channel columns: non-empty, equal length, finite; returns `M`.
 pub(crate) fn check_columns(h: &[Array1<c64>]) -> Result<usize, MetaLearnError> {
     let m = h.first().map(Array1::len).unwrap_or(0);
-    if m == 0 || h.iter().any(|c| c.len() != m) {
-        return Err(MetaLearnError::InvalidInput("channel columns must be non-empty and of equal length".into()));
+    if m == 0 {
+        return Err(MetaLearnError::Empty { what: "channel columns" });
+    }
+    if let Some(c) = h.iter().find(|c| c.len() != m) {
+        return Err(MetaLearnError::shape("channel column length", m, c.len()));
     }
     if !h.iter().all(|c| all_finite(c.iter())) {
-        return Err(MetaLearnError::InvalidInput("channel contains non-finite entries".into()));
+        return Err(MetaLearnError::NonFiniteInput { what: "channel" });
     }
     Ok(m)
 }
@@ -115,20 +120,23 @@ pub(crate) fn check_columns(h: &[Array1<c64>]) -> Result<usize, MetaLearnError> 
 /// Checks that each `R_k` is a finite Hermitian PSD `M × M` matrix (tolerance `1e-9 · tr R`).
 ///
 /// # Errors
-/// [`MetaLearnError::InvalidInput`] for shape / finiteness / Hermitian violations,
-/// [`MetaLearnError::NotPsd`] for a negative eigenvalue.
+/// [`MetaLearnError::ShapeMismatch`], [`MetaLearnError::NonFiniteInput`],
+/// [`MetaLearnError::NotHermitian`], [`MetaLearnError::NotPsd`] for a negative eigenvalue.
 pub fn check_covariances(cov: &[Array2<c64>], n_users: usize, m: usize) -> Result<(), MetaLearnError> {
     if cov.len() != n_users {
-        return Err(MetaLearnError::InvalidInput(format!("need {n_users} covariances, got {}", cov.len())));
+        return Err(MetaLearnError::shape("covariances", n_users, cov.len()));
     }
     for (k, r) in cov.iter().enumerate() {
-        if r.dim() != (m, m) || !all_finite(r.iter()) {
-            return Err(MetaLearnError::InvalidInput(format!("covariance {k} must be a finite {m}x{m} matrix")));
+        if r.dim() != (m, m) {
+            return Err(MetaLearnError::shape("covariance", format!("{m}x{m}"), format!("{:?}", r.dim())));
+        }
+        if !all_finite(r.iter()) {
+            return Err(MetaLearnError::NonFiniteInput { what: "covariance" });
         }
         let scale = r.iter().map(|z| z.norm()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
         let herm = (0..m).flat_map(|i| (0..m).map(move |j| (i, j))).map(|(i, j)| (r[[i, j]] - r[[j, i]].conj()).norm());
         if herm.fold(0.0, f64::max) > 1e-9 * scale {
-            return Err(MetaLearnError::InvalidInput(format!("covariance {k} is not Hermitian")));
+            return Err(MetaLearnError::NotHermitian { user: k });
         }
         let (ev, _) = self_adjoint_eigen(r.view())?;
         let min = ev.iter().copied().fold(f64::INFINITY, f64::min);
@@ -140,13 +148,24 @@ pub fn check_covariances(cov: &[Array2<c64>], n_users: usize, m: usize) -> Resul
     Ok(())
 }
 
-/// MRT start `V⁰ = √P H̄ / ‖H̄‖_F: [M × K]`.
-#[must_use]
-pub fn mrt_init(h_bar: &[Array1<c64>], power: f64) -> Array2<c64> {
-    let m = h_bar.first().map(Array1::len).unwrap_or(0);
-    let mut v = Array2::from_shape_fn((m, h_bar.len()), |(i, k)| h_bar[k][i]);
-    normalise(&mut v, power);
-    v
+/// Channel columns as the matrix `H̄ = [h̄_1 … h̄_K]: [M × K]`.
+pub(crate) fn columns_matrix(h: &[Array1<c64>]) -> Array2<c64> {
+    let m = h.first().map(Array1::len).unwrap_or(0);
+    Array2::from_shape_fn((m, h.len()), |(i, k)| h[k][i])
+}
+
+/// The MRT start `V⁰ = √P H̄ / ‖H̄‖_F: [M × K]` (baselines' [`beamlab_baselines::matched_filter`]).
+///
+/// # Errors
+/// An all-zero or non-finite channel, a bad budget.
+pub(crate) fn mrt_start(h_bar: &[Array1<c64>], power: f64) -> Result<Array2<c64>, MetaLearnError> {
+    Ok(beamlab_baselines::matched_filter(columns_matrix(h_bar).view(), power)?)
+}
+
+/// [`mrt_start`] for the LAGD baseline, which moves to `beamlab-baselines` (an all-zero channel,
+/// which LAGD's callers exclude, gives the zero matrix).
+pub(crate) fn mrt_init(h_bar: &[Array1<c64>], power: f64) -> Array2<c64> {
+    mrt_start(h_bar, power).unwrap_or_else(|_| columns_matrix(h_bar))
 }
 
 fn normalise(v: &mut Array2<c64>, power: f64) {
@@ -242,7 +261,7 @@ pub fn robust_wmmse(
     if let Some(c) = cov {
         check_covariances(c, h_bar.len(), m)?;
     }
-    let mut v = mrt_init(h_bar, sys.power);
+    let mut v = mrt_start(h_bar, sys.power)?;
     let mut trace = Vec::new();
     let mut converged = false;
     for _ in 0..config.max_n_iterations {
@@ -271,7 +290,7 @@ pub fn robust_wmmse_fixed(
 ) -> Result<Array2<c64>, MetaLearnError> {
     check_columns(h_bar)?;
     sys.check(h_bar.len())?;
-    let mut v = mrt_init(h_bar, sys.power);
+    let mut v = mrt_start(h_bar, sys.power)?;
     for _ in 0..n_iterations {
         v = robust_step(h_bar, cov, sys, &v)?.0;
     }
@@ -296,8 +315,11 @@ pub fn swmmse(
     config: &WmmseConfig,
 ) -> Result<WmmseOutput, MetaLearnError> {
     let n_samples = samples.first().map(Vec::len).unwrap_or(0);
-    if n_samples == 0 || samples.iter().any(|s| s.len() != n_samples) {
-        return Err(MetaLearnError::InvalidInput("every user needs the same number (>= 1) of samples".into()));
+    if n_samples == 0 {
+        return Err(MetaLearnError::Empty { what: "samples" });
+    }
+    if let Some(s) = samples.iter().find(|s| s.len() != n_samples) {
+        return Err(MetaLearnError::shape("samples per user", n_samples, s.len()));
     }
     let flat: Vec<Array1<c64>> = samples.iter().flatten().cloned().collect();
     let m = check_columns(&flat)?;
@@ -307,7 +329,7 @@ pub fn swmmse(
         .iter()
         .map(|s| s.iter().fold(Array1::zeros(m), |acc, x| acc + x) / c64::from(n_samples as f64))
         .collect();
-    let mut v = mrt_init(&means, sys.power);
+    let mut v = mrt_start(&means, sys.power)?;
     let mut trace: Vec<f64> = Vec::new();
     let mut converged = false;
     for _ in 0..config.max_n_iterations {
@@ -474,7 +496,7 @@ mod tests {
         // K = 1: the optimum is MRT, v ∝ h̄.
         let one = vec![h_bar[0].clone()];
         let v = robust_wmmse_fixed(&one, None, &SystemParams::uniform(1, 0.1, 1.0), 3).unwrap();
-        let mrt = mrt_init(&one, 1.0);
+        let mrt = mrt_start(&one, 1.0).unwrap();
         let overlap = inner(&v.column(0).to_owned(), mrt.column(0)).norm();
         assert!((overlap - 1.0).abs() < 1e-10);
     }
@@ -520,7 +542,7 @@ mod tests {
         assert!(matches!(robust_wmmse(&h_bar, Some(&neg), &sys, &cfg), Err(MetaLearnError::NotPsd { user: 2, .. })));
         let mut nan = h_bar.clone();
         nan[0][0] = c64::new(f64::NAN, 0.0);
-        assert!(matches!(robust_wmmse(&nan, None, &sys, &cfg), Err(MetaLearnError::InvalidInput(_))));
+        assert!(matches!(robust_wmmse(&nan, None, &sys, &cfg), Err(MetaLearnError::NonFiniteInput { .. })));
         assert!(robust_wmmse(&h_bar, None, &SystemParams::uniform(3, 0.01, 1.0), &cfg).is_err());
         assert!(swmmse(&[], &sys, &cfg).is_err());
     }

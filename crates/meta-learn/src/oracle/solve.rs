@@ -17,64 +17,15 @@
 //! B̄_rhs = A⁻ᵀ X̄,     Ā = −B̄_rhs Xᵀ.
 //! ```
 //!
-//! The forward is Gaussian elimination with partial pivoting (n = 2M = 64 in the paper's
-//! setting: about 90 kflop, no LAPACK round trip needed).
+//! The forward is `beamlab_linalg_ops::small::real::lu_solve_in_place` (Gaussian elimination
+//! with partial pivoting, every non-zero pivot accepted).
 
+use beamlab_linalg_ops::small::real::lu_solve_in_place;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use crate::MetaLearnError;
 
 struct RealSolve;
-
-/// Solves `A X = B` in place on row-major buffers (`a: n × n`, `b: n × k`); `b` becomes `X`.
-fn gauss_solve(a: &mut [f64], b: &mut [f64], n: usize, k: usize) -> Result<(), usize> {
-    for col in 0..n {
-        let mut piv = col;
-        let mut best = a[col * n + col].abs();
-        for r in col + 1..n {
-            let v = a[r * n + col].abs();
-            if v > best {
-                best = v;
-                piv = r;
-            }
-        }
-        if !(best > 0.0) || !best.is_finite() {
-            return Err(col);
-        }
-        if piv != col {
-            for j in 0..n {
-                a.swap(col * n + j, piv * n + j);
-            }
-            for j in 0..k {
-                b.swap(col * k + j, piv * k + j);
-            }
-        }
-        let d = a[col * n + col];
-        for r in col + 1..n {
-            let f = a[r * n + col] / d;
-            if f == 0.0 {
-                continue;
-            }
-            for j in col..n {
-                a[r * n + j] -= f * a[col * n + j];
-            }
-            for j in 0..k {
-                b[r * k + j] -= f * b[col * k + j];
-            }
-        }
-    }
-    for col in (0..n).rev() {
-        let d = a[col * n + col];
-        for j in 0..k {
-            let mut s = b[col * k + j];
-            for c in col + 1..n {
-                s -= a[col * n + c] * b[c * k + j];
-            }
-            b[col * k + j] = s / d;
-        }
-    }
-    Ok(())
-}
 
 fn contiguous_f64<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f64]> {
     let data = s.as_slice::<f64>()?;
@@ -103,8 +54,8 @@ impl CustomOp2 for RealSolve {
         }
         let mut a = contiguous_f64(s1, l1)?.to_vec();
         let mut b = contiguous_f64(s2, l2)?.to_vec();
-        if let Err(p) = gauss_solve(&mut a, &mut b, n, k) {
-            candle_core::bail!("real_solve: singular matrix (pivot {p})");
+        if let Err(e) = lu_solve_in_place(&mut a, &mut b, n, k, 0.0) {
+            candle_core::bail!("real_solve: {e}");
         }
         Ok((CpuStorage::F64(b), Shape::from((n, k))))
     }
@@ -128,16 +79,7 @@ impl CustomOp2 for RealSolve {
 /// # Errors
 /// [`MetaLearnError::Candle`] for a wrong dtype or shapes, or a singular `A`.
 ///
-/// # Example
-/// ```
-/// use candle_core::{Device, Tensor};
-/// let a = Tensor::new(&[[2.0f64, 0.0], [0.0, 4.0]], &Device::Cpu)?;
-/// let b = Tensor::new(&[[2.0f64], [2.0]], &Device::Cpu)?;
-/// let x = beamlab_meta_learn::solve::real_solve(&a, &b)?;
-/// assert_eq!(x.to_vec2::<f64>()?, vec![vec![1.0], vec![0.5]]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn real_solve(a: &Tensor, b: &Tensor) -> Result<Tensor, MetaLearnError> {
+pub(crate) fn real_solve(a: &Tensor, b: &Tensor) -> Result<Tensor, MetaLearnError> {
     Ok(a.contiguous()?.apply_op2(&b.contiguous()?, RealSolve)?)
 }
 
@@ -157,6 +99,9 @@ mod tests {
 
     #[test]
     fn forward_solves() {
+        let d = Tensor::new(&[[2.0f64, 0.0], [0.0, 4.0]], &Device::Cpu).unwrap();
+        let x = real_solve(&d, &Tensor::new(&[[2.0f64], [2.0]], &Device::Cpu).unwrap()).unwrap();
+        assert_eq!(x.to_vec2::<f64>().unwrap(), vec![vec![1.0], vec![0.5]]);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let a = rand_t(&mut rng, 9, 9, 0.0);
         let b = rand_t(&mut rng, 9, 3, 0.0);

@@ -1,10 +1,11 @@
 //! The unrolled, differentiable robust WMMSE (spec §3) and the sum-rate losses (spec §4) as
-//! candle graphs.
+//! composed candle graphs (the oracle of the fast path's solver and losses).
 //!
 //! Shapes (complex values as (re, im) pairs of `f64` tensors): channel columns
 //! `H = [h_1 … h_K]: [M × K]`, covariances `R: [K × M × M]`, precoder `V: [M × K]`. The update
-//! equations are those of [`crate::wmmse`]; `T` iterations from MRT are unrolled and the only
-//! non-elementary step, `B⁻¹ [c_1 h̄_1 … c_K h̄_K]`, goes through [`crate::solve::real_solve`]
+//! equations are those of [`crate::wmmse`]; `T` iterations from the MRT start (a constant of the
+//! graph) are unrolled and the only non-elementary step, `B⁻¹ [c_1 h̄_1 … c_K h̄_K]`, goes through
+//! [`super::solve::real_solve`]
 //! (real-block form, hand-written adjoint). Every other step is composed from candle ops with
 //! working backward passes (matmul, broadcast arithmetic, sum, sqrt, log, cat, narrow), so the
 //! gradient of a loss with respect to `R` (and so the covariance network) is exact; a central
@@ -19,7 +20,7 @@ use crate::MetaLearnError;
 
 /// A batch of `K` complex `M × M` matrices as an (re, im) pair of `[K, M, M]` tensors.
 #[derive(Clone, Debug)]
-pub struct ComplexBatch {
+pub(crate) struct ComplexBatch {
     /// Real parts `[K, M, M]`.
     pub re: Tensor,
     /// Imaginary parts `[K, M, M]`.
@@ -31,10 +32,10 @@ impl ComplexBatch {
     ///
     /// # Errors
     /// Empty input or unequal shapes.
-    pub fn from_arrays(mats: &[Array2<c64>], device: &Device) -> Result<Self, MetaLearnError> {
+    pub(crate) fn from_arrays(mats: &[Array2<c64>], device: &Device) -> Result<Self, MetaLearnError> {
         let m = mats.first().map(|a| a.nrows()).unwrap_or(0);
         if m == 0 || mats.iter().any(|a| a.dim() != (m, m)) {
-            return Err(MetaLearnError::InvalidInput("covariance batch needs equal square matrices".into()));
+            return Err(MetaLearnError::Empty { what: "covariance batch" });
         }
         let re: Vec<f64> = mats.iter().flat_map(|a| a.iter().map(|z| z.re)).collect();
         let im: Vec<f64> = mats.iter().flat_map(|a| a.iter().map(|z| z.im)).collect();
@@ -48,7 +49,7 @@ impl ComplexBatch {
     ///
     /// # Errors
     /// A tensor that is not `[K, M, M]`.
-    pub fn to_arrays(&self) -> Result<Vec<Array2<c64>>, MetaLearnError> {
+    pub(crate) fn to_arrays(&self) -> Result<Vec<Array2<c64>>, MetaLearnError> {
         let (k, m, _) = self.re.dims3()?;
         let re: Vec<f64> = self.re.flatten_all()?.to_vec1()?;
         let im: Vec<f64> = self.im.flatten_all()?.to_vec1()?;
@@ -63,7 +64,7 @@ impl ComplexBatch {
     ///
     /// # Errors
     /// Shape mismatch.
-    pub fn affine_mix(&self, a: f64, other: &Self, b: f64) -> Result<Self, MetaLearnError> {
+    pub(crate) fn affine_mix(&self, a: f64, other: &Self, b: f64) -> Result<Self, MetaLearnError> {
         Ok(Self { re: ((&self.re * a)? + (&other.re * b)?)?, im: ((&self.im * a)? + (&other.im * b)?)? })
     }
 }
@@ -72,7 +73,7 @@ impl ComplexBatch {
 ///
 /// # Errors
 /// Empty or unequal columns.
-pub fn columns_tensor(cols: &[Array1<c64>], device: &Device) -> Result<ComplexTensor, MetaLearnError> {
+pub(crate) fn columns_tensor(cols: &[Array1<c64>], device: &Device) -> Result<ComplexTensor, MetaLearnError> {
     let m = crate::wmmse::check_columns(cols)?;
     let a = Array2::from_shape_fn((m, cols.len()), |(i, k)| cols[k][i]);
     Ok(ComplexTensor::from_array(&a, device)?)
@@ -91,19 +92,11 @@ fn power_normalise(v: ComplexTensor, power: f64) -> Result<ComplexTensor, MetaLe
     Ok(ComplexTensor { re: v.re.broadcast_mul(&scale)?, im: v.im.broadcast_mul(&scale)? })
 }
 
-/// MRT start `V⁰ = √P H̄ / ‖H̄‖_F`.
-///
-/// # Errors
-/// candle failures.
-pub fn mrt(h_bar: &ComplexTensor, power: f64) -> Result<ComplexTensor, MetaLearnError> {
-    power_normalise(h_bar.clone(), power)
-}
-
 /// One differentiable robust WMMSE update (spec (13)–(17)); `noise`, `weights`: `[K]`.
 ///
 /// # Errors
 /// Shape mismatches or a singular system.
-pub fn robust_wmmse_step(
+pub(crate) fn robust_wmmse_step(
     h_bar: &ComplexTensor,
     cov: &ComplexBatch,
     v: &ComplexTensor,
@@ -151,24 +144,25 @@ pub fn robust_wmmse_step(
     let bottom = Tensor::cat(&[&b_i, &b_r], 1)?;
     let a_block = Tensor::cat(&[&top, &bottom], 0)?;
     let rhs = Tensor::cat(&[&rhs_r, &rhs_i], 0)?;
-    let x = crate::solve::real_solve(&a_block, &rhs)?;
+    let x = super::solve::real_solve(&a_block, &rhs)?;
     let v_new = ComplexTensor { re: x.narrow(0, 0, m)?, im: x.narrow(0, m, m)? };
     power_normalise(v_new, power)
 }
 
-/// `T` unrolled robust WMMSE iterations from MRT.
+/// `T` unrolled robust WMMSE iterations from the start `v0` (the MRT start in every use).
 ///
 /// # Errors
 /// As [`robust_wmmse_step`].
-pub fn unrolled_robust_wmmse(
+pub(crate) fn unrolled_robust_wmmse(
     h_bar: &ComplexTensor,
     cov: &ComplexBatch,
+    v0: &ComplexTensor,
     noise: &Tensor,
     weights: &Tensor,
     power: f64,
     n_iterations: usize,
 ) -> Result<ComplexTensor, MetaLearnError> {
-    let mut v = mrt(h_bar, power)?;
+    let mut v = v0.clone();
     for _ in 0..n_iterations {
         v = robust_wmmse_step(h_bar, cov, &v, noise, weights, power)?;
     }
@@ -180,7 +174,7 @@ pub fn unrolled_robust_wmmse(
 ///
 /// # Errors
 /// Shape mismatches.
-pub fn negative_wsr(
+pub(crate) fn negative_wsr(
     h: &ComplexTensor,
     v: &ComplexTensor,
     noise: &Tensor,
@@ -223,9 +217,11 @@ mod tests {
         let reference = robust_wmmse_fixed(&h_bar, Some(&cov), &sys, 5).unwrap();
         let noise = Tensor::new(&[0.1f64, 0.1, 0.1], &dev).unwrap();
         let weights = Tensor::new(&[1.0f64, 1.0, 1.0], &dev).unwrap();
+        let v0 = ComplexTensor::from_array(&crate::wmmse::mrt_start(&h_bar, 1.0).unwrap(), &dev).unwrap();
         let v = unrolled_robust_wmmse(
             &columns_tensor(&h_bar, &dev).unwrap(),
             &ComplexBatch::from_arrays(&cov, &dev).unwrap(),
+            &v0,
             &noise,
             &weights,
             1.0,
@@ -267,9 +263,10 @@ mod tests {
         let noise = Tensor::new(&[0.1f64, 0.2, 0.1], &dev).unwrap();
         let weights = Tensor::new(&[1.0f64, 0.5, 2.0], &dev).unwrap();
         let c0 = ComplexBatch::from_arrays(&cov, &dev).unwrap();
+        let v0 = ComplexTensor::from_array(&crate::wmmse::mrt_start(&h_bar, 1.0).unwrap(), &dev).unwrap();
         let loss = |re: &Tensor, im: &Tensor| {
             let c = ComplexBatch { re: re.clone(), im: im.clone() };
-            let v = unrolled_robust_wmmse(&hb, &c, &noise, &weights, 1.0, t).unwrap();
+            let v = unrolled_robust_wmmse(&hb, &c, &v0, &noise, &weights, 1.0, t).unwrap();
             negative_wsr(&ht, &v, &noise, &weights).unwrap()
         };
         let re = Var::from_tensor(&c0.re).unwrap();
