@@ -41,6 +41,7 @@
 use std::f64::consts::PI;
 
 use beamlab_core::Channel;
+use beamlab_linalg_ops::small::real::cholesky_in_place;
 use ndarray::Array2;
 use num_complex::Complex64 as c64;
 use rand::Rng;
@@ -285,33 +286,11 @@ impl UmaLsp {
     }
 }
 
-/// Lower Cholesky factor of a small real symmetric positive definite matrix.
-///
-/// The LSP correlation matrix is a constant real 6 × 6 matrix, so a 10-line factorisation is
-/// used here instead of a dependency on the complex LAPACK facade; the integration tests check
-/// it against `beamlab_linalg_ops::cholesky`.
-///
-/// # Errors
-/// [`ChannelError::InvalidParameter`] when a pivot is not positive (matrix not positive
-/// definite).
-pub fn real_cholesky<const N: usize>(a: &[[f64; N]; N]) -> Result<[[f64; N]; N], ChannelError> {
-    let mut l = [[0.0; N]; N];
-    for i in 0..N {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
-            if i == j {
-                let d = a[i][i] - s;
-                if !(d > 0.0) {
-                    return Err(ChannelError::InvalidParameter(format!(
-                        "correlation matrix not positive definite (pivot {i} = {d})"
-                    )));
-                }
-                l[i][i] = d.sqrt();
-            } else {
-                l[i][j] = (a[i][j] - s) / l[j][j];
-            }
-        }
-    }
+/// Lower Cholesky factor of [`LSP_CROSS_CORRELATION`] (row-major `6 × 6`, lower triangle).
+fn lsp_correlation_factor() -> Result<[f64; 36], ChannelError> {
+    let mut l: [f64; 36] = std::array::from_fn(|k| LSP_CROSS_CORRELATION[k / 6][k % 6]);
+    cholesky_in_place(&mut l, 6)
+        .map_err(|e| ChannelError::InvalidParameter(format!("LSP cross-correlation matrix: {e}")))?;
     Ok(l)
 }
 
@@ -320,11 +299,11 @@ pub fn real_cholesky<const N: usize>(a: &[[f64; N]; N]) -> Result<[[f64; N]; N],
 /// # Errors
 /// Only if [`LSP_CROSS_CORRELATION`] were not positive definite (it is).
 pub fn sample_lsp<R: Rng + ?Sized>(params: &Uma38901Params, d2d_m: f64, rng: &mut R) -> Result<UmaLsp, ChannelError> {
-    let l = real_cholesky(&LSP_CROSS_CORRELATION)?;
+    let l = lsp_correlation_factor()?;
     let z: [f64; 6] = std::array::from_fn(|_| StandardNormal.sample(rng));
     let ms = lsp_mean_std(params, d2d_m);
     let v: [f64; 6] = std::array::from_fn(|i| {
-        let c: f64 = (0..=i).map(|j| l[i][j] * z[j]).sum();
+        let c: f64 = (0..=i).map(|j| l[i * 6 + j] * z[j]).sum();
         ms[i].0 + ms[i].1 * c
     });
     Ok(UmaLsp { sf_db: v[0], lg_ds: v[1], lg_asd: v[2], lg_asa: v[3], lg_zsd: v[4], lg_zsa: v[5] })
