@@ -40,9 +40,8 @@ use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, ran
 use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
 use crate::qos::{QosOptions, QosSystem, solve_qos};
-use crate::train::{ConstraintLoss, DualSignal, EvalStats, System, TrainParams, Trainer, evaluate_designs};
+use crate::train::{ConstraintLoss, EvalStats, System, TrainParams, Trainer, evaluate_designs};
 use crate::unroll::{Architecture, UnrollSettings, UnrolledOutput};
-use beamlab_core::derive_seed;
 
 /// Parameters of the Table 2 experiment. Defaults are the quick profile (≈ 1–3 min on 2 cores);
 /// the CPU-scale profile of spec §7 is documented in docs/gnn-unroll.md.
@@ -81,34 +80,14 @@ pub struct OutageTableParams {
     pub margin_max_db: f64,
     /// Network architecture (the FCN unit sets `filter_order = 0`).
     pub gcn: GcnConfig,
-    /// Training hyper-parameters (the quantile unit replaces `loss` and `dual_signal`; `epsilon`
-    /// is overridden).
+    /// Training hyper-parameters (the quantile unit replaces `loss`; `epsilon` is overridden).
     pub train: TrainParams,
-    /// Dual signal of the quantile unit (default the quantile constraint itself, `δ_g = −q̂_ε`:
-    /// with the exact batch outage the quantile-trained model over-fits the batch, see
-    /// docs/gnn-unroll.md).
-    pub quantile_dual_signal: DualSignal,
-    /// Whether the group with the pilot power uniform over the range of `rho_db` is added
-    /// (default true, as in the paper; false is a diagnostic, docs/gnn-unroll.md).
-    pub uniform_group: bool,
-    /// Half-width (dB) of the post-training calibration of the learned units: when > 0, each
-    /// learned unit also reports the series `"<method>+cal"`, the trained model run with its targets
-    /// scaled by one offset per group, bisected on the validation set in `[−c, +c]` dB to the
-    /// nominal outage (as G-HBF-marg's margins are). 0 (default) disables it.
-    pub calibrate_learned_db: f64,
-    /// Per-group fine-tuning of U-G-HBF-GCN and U-G-HBF-FCN (own addition, docs/gnn-unroll.md
-    /// "Spec check 3"): when > 0, the trained shared model is copied once per constraint group and
-    /// each copy is trained for up to this many more steps on its group's training instances only
-    /// (fresh optimiser and duals; validation, early stopping and restore on the group's
-    /// validation instances). Each instance is then designed by its group's copy: series
-    /// `"<method>+ft"` (and `"<method>+ft+cal"` with calibration). 0 (default) disables it.
-    pub finetune_steps: usize,
-    /// With `finetune_steps > 0`: start each group's network from a fresh initialisation (its
-    /// own seed) instead of the trained shared model, i.e. one network per constraint group
-    /// trained on that group alone (own addition, docs/gnn-unroll.md "Spec check 3"). Series
-    /// `"<method>+pg"` (and `"<method>+pg+cal"`) instead of `+ft`. Default false; true with
-    /// `finetune_steps = 0` is a configuration error.
-    pub finetune_fresh: bool,
+    /// Post-training calibration of the learned units (own addition, docs/gnn-unroll.md). `None`
+    /// (default, the paper's): none. `Some(c)`, `c ∈ (0, 30]` dB: each learned unit also reports
+    /// the series `"<method>+cal"`, the trained model run with its targets scaled by one offset per
+    /// group, bisected on the validation set in `[−c, +c]` dB to the nominal outage (as G-HBF-marg's
+    /// margins are). In a config: `calibrate_learned_db = 3.0`.
+    pub calibrate_learned_db: Option<f64>,
 }
 
 impl OutageTableParams {
@@ -145,11 +124,7 @@ impl Default for OutageTableParams {
             margin_max_db: 15.0,
             gcn: GcnConfig::default(),
             train: TrainParams { n_steps: 60, batch_size: 16, eval_every: 10, ..TrainParams::default() },
-            quantile_dual_signal: DualSignal::Surrogate,
-            uniform_group: true,
-            calibrate_learned_db: 0.0,
-            finetune_steps: 0,
-            finetune_fresh: false,
+            calibrate_learned_db: None,
         }
     }
 }
@@ -198,30 +173,24 @@ impl OutageTable {
         if !(p.margin_max_db >= 0.0 && p.margin_max_db.is_finite()) {
             return bad("margin_max_db must be finite >= 0");
         }
-        if !(p.calibrate_learned_db >= 0.0 && p.calibrate_learned_db <= 30.0) {
-            return bad("calibrate_learned_db must be in [0, 30]");
-        }
-        if p.finetune_fresh && p.finetune_steps == 0 {
-            return bad("finetune_fresh needs finetune_steps > 0 (the per-group networks' training steps)");
+        if p.calibrate_learned_db.is_some_and(|c| !(c > 0.0 && c <= 30.0)) {
+            return bad("calibrate_learned_db must be in (0, 30]");
         }
         TrainParams { epsilon: p.epsilon, ..p.train.clone() }.check()?;
         let scenario = p.scenario(p.angular_spread_deg);
-        let mut groups = pilot_groups(&p.rho_db);
-        if !p.uniform_group {
-            groups.truncate(p.rho_db.len());
-        }
-        let groups = groups.into_iter().map(|c| (scenario.clone(), c)).collect();
+        let groups = pilot_groups(&p.rho_db).into_iter().map(|c| (scenario.clone(), c)).collect();
         Self { groups, params }.checked_group_inputs()
     }
 
     /// One-hot group inputs of the network must match the number of constraint groups.
     fn checked_group_inputs(self) -> Result<Self, Error> {
-        let n = self.params.gcn.group_inputs;
-        if n != 0 && n != self.groups.len() {
-            return Err(Error::InvalidInput(format!(
-                "outage table: gcn.group_inputs = {n} must be 0 or the number of constraint groups ({})",
-                self.groups.len()
-            )));
+        if let Some(n) = self.params.gcn.group_inputs {
+            if n.get() != self.groups.len() {
+                return Err(Error::InvalidInput(format!(
+                    "outage table: gcn.group_inputs = {n} must be the number of constraint groups ({})",
+                    self.groups.len()
+                )));
+            }
         }
         Ok(self)
     }
@@ -235,7 +204,8 @@ impl OutageTable {
         // Validate everything but the group inputs against the Table 2 groups, then the group
         // inputs against the replacement groups.
         let n_inputs = params.gcn.group_inputs;
-        let base = Self::new(OutageTableParams { gcn: GcnConfig { group_inputs: 0, ..params.gcn.clone() }, ..params })?;
+        let base =
+            Self::new(OutageTableParams { gcn: GcnConfig { group_inputs: None, ..params.gcn.clone() }, ..params })?;
         let mut table = Self { groups, ..base };
         table.params.gcn.group_inputs = n_inputs;
         table.checked_group_inputs()
@@ -440,16 +410,11 @@ impl OutageTable {
                 } else {
                     self.params.gcn.clone()
                 };
-                let (loss, dual_signal) = if unit == 4 {
-                    (ConstraintLoss::Quantile, self.params.quantile_dual_signal)
-                } else {
-                    (self.params.train.loss.clone(), self.params.train.dual_signal)
-                };
-                let tp = TrainParams { epsilon: eps, loss, dual_signal, ..self.params.train.clone() };
+                let loss = if unit == 4 { ConstraintLoss::Quantile } else { self.params.train.loss.clone() };
+                let tp = TrainParams { epsilon: eps, loss, ..self.params.train.clone() };
                 let arch = if unit == 5 { Architecture::FullyDigital } else { Architecture::Hybrid };
                 let trainer = Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
-                let finetune = matches!(unit, 2 | 3).then_some(&gcn);
-                self.learned_instance_unit(method, trainer, [&train, &val, &test], seed, finetune)
+                self.learned_instance_unit(method, trainer, [&train, &val, &test], seed)
             }
         }
     }
@@ -467,81 +432,26 @@ impl OutageTable {
         Ok(self.trained_rows(method, trainer, data, seed)?.0)
     }
 
-    /// [`Self::learned_unit`] on instances, plus the calibrated series `"<method>+cal"` when
-    /// `calibrate_learned_db > 0`, and, when `finetune` (the network configuration of `trainer`)
-    /// is given and `finetune_steps > 0`, the per-group fine-tuned series `"<method>+ft"` (and
-    /// `"<method>+ft+cal"`).
+    /// [`Self::learned_unit`] on instances, plus the calibrated series `"<method>+cal"` with
+    /// `calibrate_learned_db`.
     pub(crate) fn learned_instance_unit(
         &self,
         method: &str,
         trainer: Trainer,
         data: [&[Instance]; 3],
         seed: u64,
-        finetune: Option<&GcnConfig>,
     ) -> Result<Vec<CurveRow>, Error> {
         let (mut rows, trainer) = self.trained_rows(method, trainer, data, seed)?;
-        let calibrate = self.params.calibrate_learned_db > 0.0;
-        if calibrate {
+        if let Some(c) = self.params.calibrate_learned_db {
             rows.extend(self.calibrated_learned_rows(
                 &format!("{method}+cal"),
+                c,
                 &|i| trainer.infer(i),
                 data[1],
                 data[2],
             )?);
         }
-        if let Some(cfg) = finetune.filter(|_| self.params.finetune_steps > 0) {
-            let tuned = self.finetuned_per_group(&trainer, cfg, data, seed)?;
-            let (n_groups, p_max) = (self.groups.len(), self.params.power_budget);
-            let infer = |i: &Instance| tuned[i.group.min(n_groups - 1)].0.infer(i);
-            let ft = format!("{method}{}", if self.params.finetune_fresh { "+pg" } else { "+ft" });
-            for (g, (_, best)) in tuned.iter().enumerate() {
-                rows.push(CurveRow::single(&ft, "best_step", g as f64, *best as f64));
-            }
-            let design = |i: &Instance| design_of(infer(i));
-            rows.extend(self.val_rows(&ft, &evaluate_designs(data[1], n_groups, p_max, design)?));
-            rows.extend(self.table_rows(&ft, &evaluate_designs(data[2], n_groups, p_max, design)?));
-            if calibrate {
-                rows.extend(self.calibrated_learned_rows(&format!("{ft}+cal"), &infer, data[1], data[2])?);
-            }
-        }
         Ok(rows)
-    }
-
-    /// One copy of the trained `shared` model per constraint group (with `finetune_fresh`, a
-    /// freshly initialised network instead), trained further on that group's instances only
-    /// (`finetune_steps`, fresh optimiser and duals, seeds derived from `seed` and the group),
-    /// with its restored best step. A group without training or validation instances keeps the
-    /// shared model (best step 0).
-    fn finetuned_per_group(
-        &self,
-        shared: &Trainer,
-        cfg: &GcnConfig,
-        data: [&[Instance]; 3],
-        seed: u64,
-    ) -> Result<Vec<(Trainer, usize)>, Error> {
-        let [train, val, _] = data;
-        let n_groups = self.groups.len();
-        let params = TrainParams { n_steps: self.params.finetune_steps, ..shared.params().clone() };
-        (0..n_groups)
-            .map(|g| {
-                let _span = tracing::info_span!("finetune_group", g).entered();
-                let sub =
-                    |d: &[Instance]| d.iter().filter(|i| i.group.min(n_groups - 1) == g).cloned().collect::<Vec<_>>();
-                let (train_g, val_g) = (sub(train), sub(val));
-                let seed_g = derive_seed(seed, &[0xf1, g as u64]);
-                let mut t = Trainer::new(cfg, shared.settings().clone(), params.clone(), n_groups, train, seed_g)?
-                    .with_architecture(shared.architecture());
-                let empty = train_g.is_empty() || val_g.is_empty();
-                if empty || !self.params.finetune_fresh {
-                    t.copy_parameters_from(shared)?;
-                }
-                if empty {
-                    return Ok((t, 0));
-                }
-                let report = t.train(&train_g, &val_g, &mut ChaCha8Rng::seed_from_u64(seed_g))?;
-                Ok((t, report.best_step))
-            })
-            .collect()
     }
 
     /// The rows of [`Self::learned_unit`] and the trained model.
@@ -575,13 +485,14 @@ impl OutageTable {
         Ok((rows, trainer))
     }
 
-    /// The trained model with per-group target offsets bisected on `val` in
-    /// `±calibrate_learned_db` (the instance's targets scaled by the offset for the network's
-    /// features and the solver; outage still counted against the true targets): `margin_db`,
-    /// validation and test rows under `method`.
+    /// The trained model with per-group target offsets bisected on `val` in `±c` dB (the
+    /// instance's targets scaled by the offset for the network's features and the solver; outage
+    /// still counted against the true targets): `margin_db`, validation and test rows under
+    /// `method`.
     fn calibrated_learned_rows<F>(
         &self,
         method: &str,
+        c: f64,
         infer: &F,
         val: &[Instance],
         test: &[Instance],
@@ -595,7 +506,6 @@ impl OutageTable {
             scaled.targets.iter_mut().for_each(|g| *g *= offset);
             design_of(infer(&scaled))
         };
-        let c = self.params.calibrate_learned_db;
         let outage_at = |g: usize, m: f64| -> Result<f64, Error> {
             let members: Vec<Instance> = val.iter().filter(|i| i.group == g).cloned().collect();
             Ok(evaluate_designs(&members, n_groups, p_max, |i| design(i, m))?.outage[g])
@@ -754,7 +664,7 @@ mod tests {
 
     #[test]
     fn calibrated_learned_series_bisects_one_offset_per_group_on_validation() {
-        let p = OutageTableParams { calibrate_learned_db: 3.0, margin_steps: 4, n_val: 24, ..tiny() };
+        let p = OutageTableParams { calibrate_learned_db: Some(3.0), margin_steps: 4, n_val: 24, ..tiny() };
         let exp = outage_table(p.clone()).unwrap();
         let rows = exp.run_unit(2, 1).unwrap();
         let of = |series: &str, metric: &str| -> Vec<f64> {
@@ -773,62 +683,12 @@ mod tests {
         // The plain series is unchanged by the extra rows.
         let plain = outage_table(tiny()).unwrap().run_unit(2, 1).unwrap();
         assert!(plain.iter().all(|r| !r.series.ends_with("+cal")));
-        let exp_plain = outage_table(OutageTableParams { calibrate_learned_db: 0.0, ..p.clone() }).unwrap();
+        let exp_plain = outage_table(OutageTableParams { calibrate_learned_db: None, ..p.clone() }).unwrap();
         let same: Vec<CurveRow> = exp_plain.run_unit(2, 1).unwrap();
         assert_eq!(rows.iter().filter(|r| r.series == "U-G-HBF-GCN").cloned().collect::<Vec<_>>(), same);
-        assert!(outage_table(OutageTableParams { calibrate_learned_db: -1.0, ..tiny() }).is_err());
-    }
-
-    #[test]
-    fn per_group_finetuning_never_worsens_a_groups_validation_metric() {
-        let p = OutageTableParams { finetune_steps: 3, n_val: 24, ..tiny() };
-        let rows = outage_table(p.clone()).unwrap().run_unit(2, 1).unwrap();
-        let of = |series: &str, metric: &str| -> Vec<f64> {
-            rows.iter().filter(|r| r.series == series && r.metric == metric).map(|r| r.mean).collect()
-        };
-        assert_eq!(of("U-G-HBF-GCN+ft", "best_step").len(), 4);
-        assert_eq!(of("U-G-HBF-GCN+ft", "outage").len(), 4);
-        // Each group's copy restores its best validation point, the shared model (step 0)
-        // included, so its metric V_g = P_g + μ̄ [o_g − ε]_+ is never above the shared model's.
-        let v = |series: &str| -> Vec<f64> {
-            let (pw, o) = (of(series, "val_power_group"), of(series, "val_outage_group"));
-            pw.iter().zip(&o).map(|(pw, o)| pw + 1000.0 * (o - 0.1).max(0.0)).collect()
-        };
-        let (shared, tuned) = (v("U-G-HBF-GCN"), v("U-G-HBF-GCN+ft"));
-        assert_eq!(shared.len(), 4);
-        for (g, (s, t)) in shared.iter().zip(&tuned).enumerate() {
-            assert!(*t <= s + 1e-9 * s.abs(), "group {g}: fine-tuned V {t} > shared V {s}");
+        for bad in [-1.0, 0.0, 31.0, f64::NAN] {
+            assert!(outage_table(OutageTableParams { calibrate_learned_db: Some(bad), ..tiny() }).is_err(), "{bad}");
         }
-        // The shared series is unchanged by the extra rows; other units and 0 steps add none.
-        let plain = outage_table(OutageTableParams { finetune_steps: 0, ..p.clone() }).unwrap().run_unit(2, 1).unwrap();
-        assert!(plain.iter().all(|r| !r.series.contains("+ft")));
-        assert_eq!(rows.iter().filter(|r| r.series == "U-G-HBF-GCN").cloned().collect::<Vec<_>>(), plain);
-        let quantile = outage_table(p).unwrap().run_unit(4, 1).unwrap();
-        assert!(quantile.iter().all(|r| !r.series.contains("+ft")));
-    }
-
-    #[test]
-    fn fresh_per_group_networks_do_not_depend_on_the_shared_model() {
-        let p = OutageTableParams { finetune_steps: 3, finetune_fresh: true, n_val: 24, ..tiny() };
-        let pg_rows = |p: OutageTableParams| -> Vec<CurveRow> {
-            let rows = outage_table(p).unwrap().run_unit(2, 1).unwrap();
-            assert!(rows.iter().all(|r| !r.series.contains("+ft")));
-            rows.into_iter().filter(|r| r.series.starts_with("U-G-HBF-GCN+pg")).collect()
-        };
-        let a = pg_rows(p.clone());
-        assert_eq!(a.iter().filter(|r| r.metric == "best_step").count(), 4);
-        assert_eq!(a.iter().filter(|r| r.metric == "outage").count(), 4);
-        // A different shared training run leaves the per-group networks unchanged ...
-        let longer = OutageTableParams { train: TrainParams { n_steps: 9, ..p.train.clone() }, ..p.clone() };
-        assert_eq!(pg_rows(longer), a);
-        // ... and they are not the copies of the shared model that plain fine-tuning trains.
-        let powers = |rows: &[CurveRow], series: &str| -> Vec<f64> {
-            rows.iter().filter(|r| r.series == series && r.metric == "val_power_group").map(|r| r.mean).collect()
-        };
-        let ft_rows = outage_table(OutageTableParams { finetune_fresh: false, ..p }).unwrap().run_unit(2, 1).unwrap();
-        let (pg, ft) = (powers(&a, "U-G-HBF-GCN+pg"), powers(&ft_rows, "U-G-HBF-GCN+ft"));
-        assert_eq!((pg.len(), ft.len()), (4, 4));
-        assert_ne!(pg, ft);
     }
 
     #[test]
@@ -869,22 +729,22 @@ mod tests {
         assert!(outage_table(OutageTableParams { n_rf: 17, ..tiny() }).is_err());
         assert!(outage_table(OutageTableParams { epsilon: 0.0, ..tiny() }).is_err());
         assert!(outage_table(OutageTableParams { rho_db: vec![], ..tiny() }).is_err());
-        assert!(outage_table(OutageTableParams { finetune_fresh: true, ..tiny() }).is_err());
-        // Group inputs must match the number of groups (4 with the uniform group, 3 without).
-        let gi = |n, uniform_group| OutageTableParams {
-            gcn: GcnConfig { group_inputs: n, ..GcnConfig::default() },
-            uniform_group,
+        // Group inputs must match the number of groups (the fixed pilot powers plus the uniform one).
+        let gi = |n, rho_db: Vec<f64>| OutageTableParams {
+            gcn: GcnConfig { group_inputs: std::num::NonZeroUsize::new(n), ..GcnConfig::default() },
+            rho_db,
             ..tiny()
         };
-        assert!(outage_table(gi(4, true)).is_ok() && outage_table(gi(3, false)).is_ok());
-        assert!(outage_table(gi(3, true)).is_err() && outage_table(gi(4, false)).is_err());
+        assert!(outage_table(gi(4, vec![0.0, 5.0, 10.0])).is_ok() && outage_table(gi(3, vec![0.0, 10.0])).is_ok());
+        assert!(outage_table(gi(3, vec![0.0, 5.0, 10.0])).is_err() && outage_table(gi(4, vec![0.0, 10.0])).is_err());
+        let p: OutageTableParams =
+            serde_json::from_str(r#"{"gcn": {"group_inputs": 4}, "calibrate_learned_db": 3.0}"#).unwrap();
+        assert_eq!((p.gcn.n_group_inputs(), p.calibrate_learned_db), (4, Some(3.0)));
+        assert!(serde_json::from_str::<OutageTableParams>(r#"{"gcn": {"group_inputs": 0}}"#).is_err());
         let p: OutageTableParams =
             serde_json::from_str(r#"{"n_users": 4, "train": {"n_steps": 5}, "gcn": {"width": 8}}"#).unwrap();
         assert_eq!((p.n_users, p.train.n_steps, p.gcn.width, p.n_rf), (4, 5, 8, 5));
         assert!(serde_json::from_str::<OutageTableParams>(r#"{"n_userz": 4}"#).is_err());
         assert!(serde_json::from_str::<OutageTableParams>(r#"{"train": {"loss": {"kind": "quantile"}}}"#).is_ok());
-        let q: OutageTableParams = serde_json::from_str(r#"{"quantile_dual_signal": "outage"}"#).unwrap();
-        assert_eq!(q.quantile_dual_signal, DualSignal::Outage);
-        assert_eq!(OutageTableParams::default().quantile_dual_signal, DualSignal::Surrogate);
     }
 }

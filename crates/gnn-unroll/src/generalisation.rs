@@ -133,7 +133,7 @@ impl Generalisation {
                 let arch = if unit == 4 { Architecture::FullyDigital } else { Architecture::Hybrid };
                 let tp = TrainParams { epsilon: p.epsilon, ..p.train.clone() };
                 let trainer = Trainer::new(&p.gcn, t.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
-                t.learned_instance_unit(method, trainer, [&train, &val, &test], seed, None)?
+                t.learned_instance_unit(method, trainer, [&train, &val, &test], seed)?
             }
         };
         let xs: Vec<f64> = self.user_counts.iter().map(|&k| k as f64).collect();

@@ -3,12 +3,10 @@
 //!
 //! The trainer's network sees only what the transmitter knows: the estimated channels of the
 //! [`Problem`], its SINR targets, the side information `ζ` (the pilot power the model was trained
-//! for; `Problem` does not carry it, so the wrapper holds it), the constraint group (with
-//! [`GcnConfig::group_inputs`](crate::model::GcnConfig::group_inputs)), and, for a model with
-//! [`GcnConfig::error_features`](crate::model::GcnConfig::error_features), the error covariances
-//! of [`ErrorStats`](beamlab_core::ErrorStats) (via `ErrorStats::covariances`). Noise is
-//! normalised away: user `k`'s channel is `ĥ_k / σ_k` and its error covariance `C_e,k / σ_k²`,
-//! which leaves every SINR unchanged, so a model trained with unit noise serves any noise power.
+//! for; `Problem` does not carry it, so the wrapper holds it) and the constraint group (with
+//! [`GcnConfig::group_inputs`](crate::model::GcnConfig::group_inputs)). Noise is normalised away:
+//! user `k`'s channel is `ĥ_k / σ_k`, which leaves every SINR unchanged, so a model trained with
+//! unit noise serves any noise power.
 
 use std::time::Instant;
 
@@ -65,7 +63,7 @@ impl LearnedHbf {
     /// # Errors
     /// [`Error::InvalidInput`] when the model has group inputs and `group` is not one of them.
     pub fn with_group(mut self, group: usize) -> Result<Self, Error> {
-        let n = self.trainer.model().group_inputs();
+        let n = self.trainer.model().n_group_inputs();
         if n > 0 && group >= n {
             return Err(Error::InvalidInput(format!("group {group} of a model with {n} group inputs")));
         }
@@ -91,8 +89,7 @@ impl LearnedHbf {
     ///
     /// # Errors
     /// [`CoreError::InvalidProblem`] for an invalid problem, missing SINR targets, users with
-    /// several antennas, a non-finite channel, or a model with error features and no error
-    /// statistics.
+    /// several antennas or a non-finite channel.
     pub fn instance(&self, problem: &Problem) -> Result<Instance, CoreError> {
         problem.validate()?;
         let bad = |m: &str| CoreError::InvalidProblem(format!("{}: {m}", self.name));
@@ -100,23 +97,16 @@ impl LearnedHbf {
         if problem.channel.n_rx().iter().any(|&r| r != 1) {
             return Err(bad("needs single-antenna users"));
         }
-        // Column channels h_k = H_k[0, :]^H, then everything divided by the noise (σ_k, σ_k²).
+        // Column channels h_k = H_k[0, :]^H, divided by the noise amplitude σ_k.
         let columns: Vec<Array1<c64>> = problem.channel.blocks().iter().map(|b| b.row(0).mapv(|z| z.conj())).collect();
         if columns.iter().flat_map(|h| h.iter()).any(|z| !(z.re.is_finite() && z.im.is_finite())) {
             return Err(bad("non-finite channel"));
         }
-        let err_cov = problem
-            .error_stats
-            .covariances(&columns)
-            .map(|c| c.into_iter().zip(&problem.noise_power).map(|(c, s2)| c.mapv(|z| z / *s2)).collect::<Vec<_>>());
         let h_est: Vec<Array1<c64>> =
             columns.into_iter().zip(&problem.noise_power).map(|(h, s2)| h.mapv(|z| z / s2.sqrt())).collect();
-        if self.trainer.model().error_features() && err_cov.is_none() {
-            return Err(bad("the model takes error features, the problem has no error statistics"));
-        }
         let h = h_est.clone();
         let cov = crate::greedy::rank_one_covariances(&h_est);
-        Ok(Instance { group: self.group, cov, h, h_est, err_cov, targets, zeta: self.zeta })
+        Ok(Instance { group: self.group, cov, h, h_est, err_cov: None, targets, zeta: self.zeta })
     }
 }
 
@@ -163,7 +153,7 @@ mod tests {
     use crate::model::GcnConfig;
     use crate::train::TrainParams;
     use crate::unroll::tests::settings;
-    use beamlab_core::{Channel, ErrorStats};
+    use beamlab_core::Channel;
     use ndarray::Array2;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -181,27 +171,23 @@ mod tests {
         t
     }
 
-    /// The problem a transmitter with estimates `inst.h_est` (scaled by `s`) and noise `s²`
-    /// sees, with the instance's error covariances (scaled by `s²`).
+    /// The problem a transmitter with estimates `inst.h_est` (scaled by `s`) and noise `s²` sees.
     fn problem(inst: &Instance, s: f64) -> Problem {
         let blocks =
             inst.h_est.iter().map(|h| h.mapv(|z| z.conj() * s).insert_axis(ndarray::Axis(0))).collect::<Vec<_>>();
-        let cov = inst.err_cov.clone().unwrap().into_iter().map(|c| c.mapv(|z| z * s * s)).collect();
         Problem::new(Channel::new(blocks).unwrap(), s * s, 100.0)
             .unwrap()
             .with_sinr_targets(inst.targets.clone())
-            .unwrap()
-            .with_error_stats(ErrorStats::Covariance(cov))
             .unwrap()
     }
 
     /// The wrapper reproduces the trainer's own inference on the instance (the precoder
     /// `A [√p_k w_k]`) for any noise scaling, in both architectures, and feeds the network the
-    /// noise-normalised estimates, error covariances, targets, group and `ζ`.
+    /// noise-normalised estimates, targets, group and `ζ`.
     #[test]
     fn wrapper_reproduces_the_trainers_inference_at_any_noise_power() {
         let train = data(8, 1);
-        let cfg = GcnConfig { group_inputs: 2, error_features: true, ..GcnConfig::default() };
+        let cfg = GcnConfig { group_inputs: std::num::NonZeroUsize::new(2), ..GcnConfig::default() };
         let t = trainer(&cfg, &train);
         let inst = &train[3];
         let want = t.infer(inst).unwrap();
@@ -214,12 +200,9 @@ mod tests {
             let w = f.dot(d);
             let diff = (&w - &want.precoder()).mapv(|z| z.norm()).sum();
             assert!(diff < 1e-8 * want.precoder().mapv(|z| z.norm()).sum(), "noise scale {s}: {diff}");
-            // The network sees the noise-normalised estimates and error covariances.
+            // The network sees the noise-normalised estimates.
             let seen = bf.instance(&problem(inst, s)).unwrap();
             for (a, b) in seen.h_est.iter().zip(&inst.h_est) {
-                assert!((a - b).mapv(|z| z.norm()).sum() < 1e-12 * (1.0 + b.mapv(|z| z.norm()).sum()));
-            }
-            for (a, b) in seen.err_cov.unwrap().iter().zip(inst.err_cov.as_ref().unwrap()) {
                 assert!((a - b).mapv(|z| z.norm()).sum() < 1e-12 * (1.0 + b.mapv(|z| z.norm()).sum()));
             }
             assert_eq!((seen.group, seen.zeta, seen.targets), (inst.group, inst.zeta, inst.targets.clone()));
@@ -242,7 +225,7 @@ mod tests {
     #[test]
     fn wrapper_rejects_bad_problems_and_settings() {
         let train = data(8, 2);
-        let cfg = GcnConfig { group_inputs: 2, error_features: true, ..GcnConfig::default() };
+        let cfg = GcnConfig { group_inputs: std::num::NonZeroUsize::new(2), ..GcnConfig::default() };
         let inst = train[0].clone();
         assert!(LearnedHbf::new(trainer(&cfg, &train), 0.0).is_err());
         assert!(LearnedHbf::new(trainer(&cfg, &train), f64::NAN).is_err());
@@ -253,10 +236,6 @@ mod tests {
         // No SINR targets.
         let mut p = good.clone();
         p.sinr_targets = None;
-        assert!(matches!(bf.solve(&p, &mut rng), Err(CoreError::InvalidProblem(_))));
-        // Error features but no error statistics.
-        let mut p = good.clone();
-        p.error_stats = ErrorStats::None;
         assert!(matches!(bf.solve(&p, &mut rng), Err(CoreError::InvalidProblem(_))));
         // A NaN channel cannot reach the wrapper: `Channel` rejects it on construction.
         let mut blocks = good.channel.blocks().to_vec();

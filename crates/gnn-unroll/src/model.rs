@@ -10,24 +10,21 @@
 //! close to the estimate-as-truth greedy algorithm. `J = 0` is the FCN benchmark (users processed
 //! independently by a shared MLP).
 //!
-//! Own additions, off by default (docs/gnn-unroll.md): [`GcnConfig::group_inputs`] appends the
-//! one-hot constraint group to the inputs, and [`GcnConfig::group_heads`] gives every group its
-//! own output layer on the shared hidden layers; [`GcnConfig::error_features`] appends two
-//! features of each user's estimation-error covariance ([`error_features`]).
+//! Own addition, off by default (docs/gnn-unroll.md): [`GcnConfig::group_inputs`] appends the
+//! one-hot constraint group to the inputs.
 
 use beamlab_candle_bridge::{candle_core, candle_nn};
 use beamlab_linalg_ops::c64;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder, VarMap};
 use ndarray::{Array1, Array2};
+use std::num::NonZeroUsize;
 
 use crate::Error;
 use crate::data::Instance;
 
 /// Number of input features per user (the paper's).
 pub const N_FEATURES: usize = 3;
-/// Number of extra features per user with [`GcnConfig::error_features`].
-pub const N_ERROR_FEATURES: usize = 2;
 /// Number of output coefficients per user.
 pub const N_COEFFS: usize = 4;
 
@@ -43,33 +40,16 @@ pub struct GcnConfig {
     pub filter_order: usize,
     /// Output bound `B` of `exp(B tanh(z/B))`.
     pub bound: f64,
-    /// Number of constraint groups given to the network as a one-hot input per user (appended to
-    /// the features, not standardised); 0 (default, the paper's inputs) gives none. An own
-    /// addition: it lets the network tell apart groups that overlap in feature space (docs).
-    pub group_inputs: usize,
-    /// One output layer per constraint group (needs `group_inputs > 0`): the hidden layers are
-    /// shared, the output layer's weights and biases are chosen by the user's group. An own
-    /// addition (docs/gnn-unroll.md, "Spec check 3: a calibrated restore criterion, per-group
-    /// heads"); default `false`.
-    pub group_heads: bool,
-    /// Appends [`error_features`] (two features of each user's posterior error covariance
-    /// `C_e,k`, which the MMSE estimator computes anyway) to the paper's features, before the
-    /// group inputs; needs instances with error covariances (pilot CSI model). An own addition
-    /// (docs/gnn-unroll.md, "Spec check 3: error-covariance features"); default `false`.
-    pub error_features: bool,
+    /// `None` (default): the paper's inputs. `Some(G)`: the instance's constraint group out of
+    /// `G` is appended to every user's features as a one-hot code (not standardised). An own
+    /// addition: it lets the network tell apart groups that overlap in feature space
+    /// (docs/gnn-unroll.md, "Own additions"). In a config: `group_inputs = 4`.
+    pub group_inputs: Option<NonZeroUsize>,
 }
 
 impl Default for GcnConfig {
     fn default() -> Self {
-        Self {
-            n_layers: 3,
-            width: 32,
-            filter_order: 2,
-            bound: 5.0,
-            group_inputs: 0,
-            group_heads: false,
-            error_features: false,
-        }
+        Self { n_layers: 3, width: 32, filter_order: 2, bound: 5.0, group_inputs: None }
     }
 }
 
@@ -77,27 +57,18 @@ impl GcnConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a zero layer count or width, a bound not above 3, or group
-    /// heads without group inputs.
+    /// [`Error::InvalidInput`] for a zero layer count or width or a bound not above 3.
     pub fn check(&self) -> Result<(), Error> {
         if self.n_layers == 0 || self.width == 0 || !(self.bound.is_finite() && self.bound > 3.0) {
             return Err(Error::InvalidInput(format!("bad GCN config {self:?} (bound must exceed 3)")));
         }
-        if self.group_heads && self.group_inputs == 0 {
-            return Err(Error::InvalidInput("group_heads needs group_inputs > 0".into()));
-        }
         Ok(())
     }
 
-    /// Output heads of the last layer (1, or `group_inputs` with group heads).
-    fn n_heads(&self) -> usize {
-        if self.group_heads { self.group_inputs } else { 1 }
-    }
-
-    /// Standardised input features per user (the paper's three, plus the error features if on).
+    /// Number of one-hot group inputs (0 without).
     #[must_use]
-    pub fn n_base_inputs(&self) -> usize {
-        N_FEATURES + if self.error_features { N_ERROR_FEATURES } else { 0 }
+    pub fn n_group_inputs(&self) -> usize {
+        self.group_inputs.map_or(0, NonZeroUsize::get)
     }
 }
 
@@ -110,8 +81,6 @@ pub struct Gcn {
     norm_std: Tensor,
     bound: f64,
     group_inputs: usize,
-    group_heads: bool,
-    error_features: bool,
 }
 
 impl Gcn {
@@ -127,8 +96,8 @@ impl Gcn {
         let mut biases = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
             let last = l + 1 == cfg.n_layers;
-            let fan_in = if l == 0 { cfg.n_base_inputs() + cfg.group_inputs } else { cfg.width };
-            let fan_out = if last { N_COEFFS * cfg.n_heads() } else { cfg.width };
+            let fan_in = if l == 0 { N_FEATURES + cfg.n_group_inputs() } else { cfg.width };
+            let fan_out = if last { N_COEFFS } else { cfg.width };
             let stdev = if last { 0.01 } else { (2.0 / (fan_in * n_taps) as f64).sqrt() };
             let lvb = vb.pp(format!("layer{l}"));
             let w = (0..n_taps)
@@ -139,40 +108,19 @@ impl Gcn {
             weights.push(w);
             biases.push(b);
         }
-        let n_in = cfg.n_base_inputs() + cfg.group_inputs;
+        let n_in = N_FEATURES + cfg.n_group_inputs();
         let norm_mean = vb.pp("norm").get_with_hints(n_in, "mean", Init::Const(0.0))?;
         let norm_std = vb.pp("norm").get_with_hints(n_in, "std", Init::Const(1.0))?;
-        Ok(Self {
-            weights,
-            biases,
-            norm_mean,
-            norm_std,
-            bound: cfg.bound,
-            group_inputs: cfg.group_inputs,
-            group_heads: cfg.group_heads,
-            error_features: cfg.error_features,
-        })
+        Ok(Self { weights, biases, norm_mean, norm_std, bound: cfg.bound, group_inputs: cfg.n_group_inputs() })
     }
 
-    /// Number of one-hot group inputs ([`GcnConfig::group_inputs`]).
+    /// Number of one-hot group inputs (0 without, [`GcnConfig::group_inputs`]).
     #[must_use]
-    pub fn group_inputs(&self) -> usize {
+    pub fn n_group_inputs(&self) -> usize {
         self.group_inputs
     }
 
-    /// Whether the network takes [`error_features`] ([`GcnConfig::error_features`]).
-    #[must_use]
-    pub fn error_features(&self) -> bool {
-        self.error_features
-    }
-
-    /// Standardised inputs per user ([`GcnConfig::n_base_inputs`]).
-    #[must_use]
-    pub fn n_base_inputs(&self) -> usize {
-        N_FEATURES + if self.error_features { N_ERROR_FEATURES } else { 0 }
-    }
-
-    /// Coefficients `c: [K × 4]` from inputs `[K × (n_base_inputs + group_inputs)]` and the shift operator
+    /// Coefficients `c: [K × 4]` from inputs `[K × (3 + n_group_inputs)]` and the shift operator
     /// `[K × K]`.
     ///
     /// # Errors
@@ -190,12 +138,6 @@ impl Gcn {
             let pre = acc.broadcast_add(b)?;
             z = if l + 1 == n_layers { pre } else { pre.relu()? };
         }
-        if self.group_heads {
-            // z: [K × G·4]; keep each user's head by its one-hot group code.
-            let (k, g) = (features.dim(0)?, self.group_inputs);
-            let one_hot = features.narrow(1, self.n_base_inputs(), g)?.reshape((k, g, 1))?;
-            z = z.reshape((k, g, N_COEFFS))?.broadcast_mul(&one_hot)?.sum(1)?;
-        }
         Ok(((z / self.bound)?.tanh()? * self.bound)?.exp()?)
     }
 }
@@ -209,52 +151,6 @@ pub fn features(inst: &Instance) -> Array2<f64> {
         1 => ln(inst.targets[k]),
         _ => ln(inst.zeta),
     })
-}
-
-/// Error features `[K × 2]` of an instance (own addition, [`GcnConfig::error_features`]):
-/// `[ln tr C_e,k, ln(ĥ_k^H C_e,k ĥ_k / ‖ĥ_k‖²)]`, the posterior error power in all directions and
-/// along the estimate (arguments floored at 1e-30; the second is `ln 1e-30` for a zero estimate).
-/// At a given pilot power the relative error differs strongly between users, because it depends
-/// on the rank of the user's covariance (`tr C_e = Σ λ_i / (1 + ρ λ_i)`), which `‖ĥ_k‖²` does not
-/// reveal.
-///
-/// # Errors
-/// [`Error::InvalidInput`] when the instance has no error covariances (feedback CSI model) or
-/// their number or size does not match the estimates.
-pub fn error_features(inst: &Instance) -> Result<Array2<f64>, Error> {
-    let errs = inst
-        .err_cov
-        .as_ref()
-        .ok_or_else(|| Error::InvalidInput("error features need error covariances (pilot CSI model)".into()))?;
-    if errs.len() != inst.h_est.len() || errs.iter().zip(&inst.h_est).any(|(c, h)| c.dim() != (h.len(), h.len())) {
-        return Err(Error::InvalidInput("error covariances do not match the estimates".into()));
-    }
-    let ln = |x: f64| x.max(1e-30).ln();
-    let mut out = Array2::zeros((errs.len(), N_ERROR_FEATURES));
-    for (k, (c, h)) in errs.iter().zip(&inst.h_est).enumerate() {
-        let tr: f64 = c.diag().iter().map(|z| z.re).sum();
-        let norm2: f64 = h.iter().map(|z| z.norm_sqr()).sum();
-        let along = if norm2 > 0.0 { (h.mapv(|z| z.conj()).dot(&c.dot(h))).re / norm2 } else { 0.0 };
-        out[[k, 0]] = ln(tr);
-        out[[k, 1]] = ln(along);
-    }
-    Ok(out)
-}
-
-/// The standardised inputs of `inst` for `model`: [`features`], then [`error_features`] if the
-/// model takes them.
-///
-/// # Errors
-/// As [`error_features`].
-pub fn base_inputs(model: &Gcn, inst: &Instance) -> Result<Array2<f64>, Error> {
-    let x = features(inst);
-    if !model.error_features {
-        return Ok(x);
-    }
-    let e = error_features(inst)?;
-    Ok(Array2::from_shape_fn((x.nrows(), N_FEATURES + N_ERROR_FEATURES), |(k, f)| {
-        if f < N_FEATURES { x[[k, f]] } else { e[[k, f - N_FEATURES]] }
-    }))
 }
 
 /// Shift operator (29) `[K × K]`: normalised channel correlations, zero diagonal (0 for a zero
@@ -321,8 +217,8 @@ pub fn build(vars: &VarMap, cfg: &GcnConfig, seed: u64) -> Result<Gcn, Error> {
     let fresh = !vars.data().lock().map(|d| d.contains_key(&format!("{last}.b"))).unwrap_or(true);
     if fresh {
         let small = cfg.bound * (-3.0 / cfg.bound).atanh();
-        let n_out = N_COEFFS * cfg.n_heads();
-        let init = Tensor::from_vec([0.0, small, 0.0, small].repeat(cfg.n_heads()), n_out, &Device::Cpu)?;
+        let n_out = N_COEFFS;
+        let init = Tensor::from_vec(vec![0.0, small, 0.0, small], n_out, &Device::Cpu)?;
         // Create the output bias first, then give it the intended values.
         let _ = vb.pp(&last).get_with_hints(n_out, "b", Init::Const(0.0))?;
         set_named(vars, &format!("{last}.b"), &init)?;
@@ -341,13 +237,13 @@ pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error>
     Ok(())
 }
 
-/// Stores feature standardisation statistics (mean and standard deviation of [`base_inputs`] over
-/// `instances`) in the `norm.*` variables of `model` (held in `vars`).
+/// Stores feature standardisation statistics (mean and standard deviation of [`features`] over
+/// `instances`) in the `norm.*` variables held in `vars`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for an empty set; as [`base_inputs`]; candle errors.
-pub fn fit_normalisation(vars: &VarMap, model: &Gcn, instances: &[Instance]) -> Result<(), Error> {
-    let rows: Vec<Array2<f64>> = instances.iter().map(|i| base_inputs(model, i)).collect::<Result<_, _>>()?;
+/// [`Error::InvalidInput`] for an empty set; candle errors.
+pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Error> {
+    let rows: Vec<Array2<f64>> = instances.iter().map(features).collect();
     fit_normalisation_rows(vars, &rows)
 }
 
@@ -406,46 +302,40 @@ fn fit_normalisation_rows(vars: &VarMap, rows: &[Array2<f64>]) -> Result<(), Err
     Ok(())
 }
 
-/// The network's inputs for `inst`: [`base_inputs`], then (if the model has group inputs) the
+/// The network's inputs for `inst`: [`features`], then (if the model has group inputs) the
 /// one-hot code of the instance's group (groups beyond the last count as the last).
-///
-/// # Errors
-/// As [`base_inputs`].
-pub fn network_inputs(model: &Gcn, inst: &Instance) -> Result<Array2<f64>, Error> {
-    let x = base_inputs(model, inst)?;
+#[must_use]
+pub fn network_inputs(model: &Gcn, inst: &Instance) -> Array2<f64> {
+    let x = features(inst);
     let n_groups = model.group_inputs;
     if n_groups == 0 {
-        return Ok(x);
+        return x;
     }
     let (g, n_b) = (inst.group.min(n_groups - 1), x.ncols());
-    Ok(Array2::from_shape_fn((x.nrows(), n_b + n_groups), |(k, f)| {
+    Array2::from_shape_fn((x.nrows(), n_b + n_groups), |(k, f)| {
         if f < n_b { x[[k, f]] } else { f64::from(u8::from(f - n_b == g)) }
-    }))
+    })
 }
 
-/// Coefficients `[K × 4]` of one instance as an ndarray (no gradient tracking needed).
+/// Coefficients `[K × 4]` of one instance: the tensor (with its graph) and its values.
 ///
 /// # Errors
-/// As [`network_inputs`]; candle errors.
+/// candle errors.
 pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
-    coefficients_from(model, &network_inputs(model, inst)?, &shift_operator(&inst.h_est))
+    coefficients_from(model, &network_inputs(model, inst), &shift_operator(&inst.h_est))
 }
 
 /// Coefficients `[K × 4]` of a statistical-CSI system (Table 4) from [`stat_features`] and
 /// [`stat_shift_operator`] of its covariance estimates `R̂_k`, targets and `ζ`.
 ///
 /// # Errors
-/// As [`stat_features`]; [`Error::InvalidInput`] for a model with error features (statistical
-/// systems carry none); candle errors.
+/// As [`stat_features`]; candle errors.
 pub fn stat_coefficients(
     model: &Gcn,
     r_hat: &[Array2<c64>],
     targets: &[f64],
     zeta: f64,
 ) -> Result<(Tensor, Array2<f64>), Error> {
-    if model.error_features {
-        return Err(Error::InvalidInput("statistical-CSI systems have no error features".into()));
-    }
     coefficients_from(model, &stat_features(r_hat, targets, zeta)?, &stat_shift_operator(r_hat))
 }
 
@@ -473,19 +363,19 @@ mod tests {
         let mut inst = crate::unroll::tests::instance(7);
         inst.group = 2;
         let plain = build(&VarMap::new(), &GcnConfig::default(), 1).unwrap();
-        assert_eq!(network_inputs(&plain, &inst).unwrap(), features(&inst));
+        assert_eq!(network_inputs(&plain, &inst), features(&inst));
         let vars = VarMap::new();
-        let cfg = GcnConfig { group_inputs: 3, ..GcnConfig::default() };
+        let cfg = GcnConfig { group_inputs: NonZeroUsize::new(3), ..GcnConfig::default() };
         let model = build(&vars, &cfg, 1).unwrap();
-        let x = network_inputs(&model, &inst).unwrap();
+        let x = network_inputs(&model, &inst);
         assert_eq!(x.dim(), (inst.targets.len(), N_FEATURES + 3));
         for k in 0..x.nrows() {
             assert_eq!(x.row(k).slice(ndarray::s![N_FEATURES..]).to_vec(), vec![0.0, 0.0, 1.0]);
         }
         inst.group = 9; // beyond the last group: counts as the last
-        assert_eq!(network_inputs(&model, &inst).unwrap()[[0, N_FEATURES + 2]], 1.0);
+        assert_eq!(network_inputs(&model, &inst)[[0, N_FEATURES + 2]], 1.0);
         // The one-hot part keeps mean 0 and std 1 in the normalisation.
-        fit_normalisation(&vars, &model, std::slice::from_ref(&inst)).unwrap();
+        fit_normalisation(&vars, std::slice::from_ref(&inst)).unwrap();
         let mean: Vec<f64> = model.norm_mean.to_vec1().unwrap();
         let std: Vec<f64> = model.norm_std.to_vec1().unwrap();
         assert_eq!((mean.len(), std.len()), (N_FEATURES + 3, N_FEATURES + 3));
@@ -525,8 +415,8 @@ mod tests {
         // The instantaneous statistics of the same samples differ (tr R̂_k is a mean of ‖ĥ_kt‖²).
         let inst: Vec<Instance> = systems.iter().flat_map(|s| s.samples.clone()).collect();
         let other = VarMap::new();
-        let other_model = build(&other, &GcnConfig::default(), 1).unwrap();
-        fit_normalisation(&other, &other_model, &inst).unwrap();
+        let _ = build(&other, &GcnConfig::default(), 1).unwrap();
+        fit_normalisation(&other, &inst).unwrap();
         let std0 = other.data().lock().unwrap()["norm.std"].as_tensor().to_vec1::<f64>().unwrap()[0];
         assert!((std0 - get("norm.std")[0]).abs() > 1e-3, "{std0}");
         assert!(fit_stat_normalisation(&vars, std::iter::empty()).is_err());
@@ -557,101 +447,5 @@ mod tests {
         e1[[1, 1]] = c64::new(2.0, 0.0);
         assert_eq!(stat_shift_operator(&[e0.clone(), e1, Array2::zeros((2, 2))]), Array2::<f64>::zeros((3, 3)));
         assert!(stat_features(&[e0], &[1.0, 2.0], 1.0).is_err());
-    }
-
-    /// Group heads: the output layer is chosen by the user's group, so changing one head moves
-    /// only that group's coefficients; every head starts like the single head.
-    #[test]
-    fn group_heads_choose_the_output_layer_by_group() {
-        let mut inst = crate::unroll::tests::instance(7);
-        assert!(build(&VarMap::new(), &GcnConfig { group_heads: true, ..GcnConfig::default() }, 1).is_err());
-        let vars = VarMap::new();
-        let cfg = GcnConfig { group_inputs: 3, group_heads: true, ..GcnConfig::default() };
-        let model = build(&vars, &cfg, 1).unwrap();
-        let at = |inst: &Instance| coefficients(&model, inst).unwrap().1;
-        inst.group = 1;
-        let before1 = at(&inst);
-        // The untrained network starts near the estimate-as-truth coefficients in every head.
-        for row in before1.rows() {
-            assert!((row[0] - 1.0).abs() < 0.1 && (row[1] - (-3f64).exp()).abs() < 0.01, "{row:?}");
-        }
-        inst.group = 0;
-        let before0 = at(&inst);
-        // Shift head 1's bias of c1 by 0.5: group 1's c1 grows by the bounded-exp factor, group 0 stays.
-        let b: Vec<f64> = vars.data().lock().unwrap()["layer2.b"].as_tensor().to_vec1().unwrap();
-        assert_eq!(b.len(), 3 * N_COEFFS);
-        let mut shifted = b.clone();
-        shifted[N_COEFFS] += 0.5;
-        set_named(&vars, "layer2.b", &Tensor::from_vec(shifted, 3 * N_COEFFS, &Device::Cpu).unwrap()).unwrap();
-        assert_eq!(at(&inst), before0);
-        inst.group = 1;
-        let after1 = at(&inst);
-        for (a, b) in after1.rows().into_iter().zip(before1.rows()) {
-            assert!(a[0] > b[0] * 1.3 && (a[1] - b[1]).abs() < 1e-12, "{a:?} vs {b:?}");
-        }
-    }
-
-    /// Error features: the closed form for a diagonal error covariance, their place between the
-    /// paper's features and the group code, their own standardisation, and typed errors where
-    /// there are no error covariances (feedback CSI, statistical systems).
-    #[test]
-    fn error_features_follow_the_paper_features_and_need_error_covariances() {
-        let mut inst = crate::unroll::tests::instance(7);
-        let (k, n) = (inst.h_est.len(), inst.h_est[0].len());
-        // C_e,k = diag(d_1..d_N) (user-scaled); the along-estimate power is Σ d_i |ĥ_i|² / ‖ĥ‖².
-        let errs: Vec<Array2<c64>> = (0..k)
-            .map(|u| {
-                Array2::from_shape_fn((n, n), |(i, j)| {
-                    c64::new(if i == j { (1 + u + i) as f64 * 0.01 } else { 0.0 }, 0.0)
-                })
-            })
-            .collect();
-        inst.err_cov = Some(errs.clone());
-        inst.group = 1;
-        let e = error_features(&inst).unwrap();
-        for u in 0..k {
-            let tr: f64 = (0..n).map(|i| (1 + u + i) as f64 * 0.01).sum();
-            let h = &inst.h_est[u];
-            let along: f64 = (0..n).map(|i| (1 + u + i) as f64 * 0.01 * h[i].norm_sqr()).sum::<f64>()
-                / h.iter().map(|z| z.norm_sqr()).sum::<f64>();
-            assert!((e[[u, 0]] - tr.ln()).abs() < 1e-12 && (e[[u, 1]] - along.ln()).abs() < 1e-12, "user {u}");
-        }
-        let cfg = GcnConfig { group_inputs: 2, error_features: true, ..GcnConfig::default() };
-        let vars = VarMap::new();
-        let model = build(&vars, &cfg, 1).unwrap();
-        assert_eq!(model.n_base_inputs(), N_FEATURES + N_ERROR_FEATURES);
-        let x = network_inputs(&model, &inst).unwrap();
-        assert_eq!(x.dim(), (k, N_FEATURES + N_ERROR_FEATURES + 2));
-        assert_eq!(x.slice(ndarray::s![.., ..N_FEATURES]), features(&inst));
-        assert_eq!(x.slice(ndarray::s![.., N_FEATURES..N_FEATURES + 2]), e);
-        assert!(x.rows().into_iter().all(|r| r[N_FEATURES + 2] == 0.0 && r[N_FEATURES + 3] == 1.0));
-        // Standardisation covers the error features, not the group code.
-        let mut other = inst.clone();
-        other.err_cov = Some(errs.iter().map(|c| c * c64::new(4.0, 0.0)).collect());
-        fit_normalisation(&vars, &model, &[inst.clone(), other]).unwrap();
-        let mean: Vec<f64> = model.norm_mean.to_vec1().unwrap();
-        let std: Vec<f64> = model.norm_std.to_vec1().unwrap();
-        let m3 = (0..k).map(|u| e[[u, 0]]).sum::<f64>() / k as f64 + 4f64.ln() / 2.0;
-        assert!((mean[N_FEATURES] - m3).abs() < 1e-9, "{mean:?}");
-        assert!(std[N_FEATURES] > 4f64.ln() / 2.0 - 1e-9);
-        assert_eq!((&mean[N_FEATURES + 2..], &std[N_FEATURES + 2..]), (&[0.0; 2][..], &[1.0; 2][..]));
-        // They change the output: a larger error moves the coefficients.
-        let (_, c_a) = coefficients(&model, &inst).unwrap();
-        let mut big = inst.clone();
-        big.err_cov = Some(errs.iter().map(|c| c * c64::new(100.0, 0.0)).collect());
-        let (_, c_b) = coefficients(&model, &big).unwrap();
-        assert!(c_a.iter().zip(c_b.iter()).any(|(a, b)| (a - b).abs() > 1e-9));
-        // No error covariances (feedback CSI) or mismatched ones: typed errors, not zeros.
-        let mut fb = inst.clone();
-        fb.err_cov = None;
-        assert!(matches!(error_features(&fb), Err(Error::InvalidInput(_))));
-        assert!(matches!(coefficients(&model, &fb), Err(Error::InvalidInput(_))));
-        assert!(fit_normalisation(&vars, &model, &[fb]).is_err());
-        let mut short = inst.clone();
-        short.err_cov = Some(errs[..k - 1].to_vec());
-        assert!(error_features(&short).is_err());
-        // Statistical systems have no error covariances.
-        let r = rank_one_covariances(&inst.h_est);
-        assert!(matches!(stat_coefficients(&model, &r, &inst.targets, inst.zeta), Err(Error::InvalidInput(_))));
     }
 }

@@ -232,7 +232,7 @@ pub fn evaluate_statistical(
 #[serde(deny_unknown_fields, default)]
 pub struct StatisticalParams {
     /// Scenario, data-set, margin-search, network and training parameters shared with Table 2
-    /// (`rho_db`, `angular_spread_deg` and `quantile_dual_signal` are not used; `n_train` counts
+    /// (`rho_db`, `angular_spread_deg` and `calibrate_learned_db` are not used; `n_train` counts
     /// systems, `train.batch_size` systems per step).
     pub base: OutageTableParams,
     /// Angular spread (degrees; paper §5.5: 5°). A top-level key, so that giving any `base` key
