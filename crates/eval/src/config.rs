@@ -224,15 +224,6 @@ pub struct MethodConfig {
     /// Upper bound: random restarts of WMMSE (100).
     #[serde(default)]
     pub n_restarts: Option<usize>,
-    /// GLNN+ option: accumulate `X` over the passes (default true for `glnn_plus`).
-    #[serde(default)]
-    pub accumulate: Option<bool>,
-    /// GLNN+ option: warm start from the previous sample (default true for `glnn_plus`).
-    #[serde(default)]
-    pub warm_start: Option<bool>,
-    /// GLNN+ option: RMS-normalised input gradient (default true for `glnn_plus`).
-    #[serde(default)]
-    pub normalise_input: Option<bool>,
     /// Hybrid baselines MO-AltMin and MM-AltMin: the fully digital precoder they approximate,
     /// `"wmmse"` (default) or `"zf"`.
     #[serde(default)]
@@ -301,9 +292,6 @@ impl MethodConfig {
             n_passes: None,
             n_iterations: None,
             n_restarts: None,
-            accumulate: None,
-            warm_start: None,
-            normalise_input: None,
             target: None,
             n_steps: None,
         }
@@ -357,17 +345,8 @@ impl MethodConfig {
         if self.learning_rate.is_some() && !(glnn || self.kind == MethodId::Lagd) {
             bad.push("learning_rate");
         }
-        if !glnn {
-            for (key, set) in [
-                ("n_passes", self.n_passes.is_some()),
-                ("accumulate", self.accumulate.is_some()),
-                ("warm_start", self.warm_start.is_some()),
-                ("normalise_input", self.normalise_input.is_some()),
-            ] {
-                if set {
-                    bad.push(key);
-                }
-            }
+        if self.n_passes.is_some() && !glnn {
+            bad.push("n_passes");
         }
         if self.n_iterations.is_some() && self.kind != MethodId::Lagd {
             bad.push("n_iterations");

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use beamlab_channel::{CsiModel, StreetCanyon, StreetCanyonParams, SvParams, rayleigh, saleh_valenzuela};
 use beamlab_core::{Beamformer, Channel, MethodKind, Problem, Sample, derive_seed};
 use beamlab_kan::{Ggml, GgmlImcsi, GgmlParams, ImcsiParams};
-use beamlab_liquid_nn::glnn::{CellKind, Glnn, GlnnParams};
+use beamlab_liquid_nn::{CellKind, Glnn, GlnnParams, Variant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -90,15 +90,13 @@ pub fn build_method(cfg: &MethodConfig, seed: u64, ctx: &MethodContext) -> Resul
             Box::new(Wmmse::new(p))
         }
         MethodId::Glnn | MethodId::GlnnPlus | MethodId::Lstm => {
-            let plus = cfg.kind == MethodId::GlnnPlus;
+            let variant = if cfg.kind == MethodId::GlnnPlus { Variant::Plus } else { Variant::Paper };
             let cell = if cfg.kind == MethodId::Lstm { CellKind::Lstm { hidden: 30 } } else { CellKind::Cfc };
             let d = GlnnParams::default();
             let params = GlnnParams {
                 learning_rate: cfg.learning_rate.unwrap_or(d.learning_rate),
                 n_passes: cfg.n_passes.unwrap_or(d.n_passes),
-                accumulate: cfg.accumulate.unwrap_or(plus),
-                warm_start: cfg.warm_start.unwrap_or(plus),
-                normalise_input: cfg.normalise_input.unwrap_or(plus),
+                variant,
                 seed,
                 cell,
                 ..d

@@ -7,16 +7,16 @@
 //! `P‖W‖_F` — about 25 dB over budget on i.i.d. channels; see `docs/glnn.md`.)
 //!
 //! # Algorithm (per sample, as the reference runs it)
-//! 1. `X_0` complex Gaussian (or, with `warm_start`, the previous sample's `X`).
+//! 1. `X_0` complex Gaussian (or, for [`Variant::Plus`], the previous sample's `X`).
 //! 2. Input: `G = 2 ∂L/∂X*` at `X_0` (PyTorch's convention), from `linalg-ops`' analytic gradient
 //!    (rates → normalisation → base matrix); fed to a wired CfC as one sequence of `N` time steps of
-//!    `2K` features `[Re G | Im G]` (optionally RMS-normalised).
+//!    `2K` features `[Re G | Im G]` (RMS-normalised for [`Variant::Plus`]).
 //! 3. The CfC's motor outputs go through a linear head to `2K` values per step:
 //!    `ΔX = out[:, :K] + j out[:, K:]`, `X = X_0 + ΔX`, `W` as above.
 //! 4. Loss `L = −Σ R_k + 0.7 Σ ReLU(2.5 − R_k) + 0.3 Var(R)` on `Ĥ`; its gradient with respect to
 //!    `W` (analytic) is injected into the candle graph and one Adam step (lr 0.01) is taken.
-//! 5. Repeat `n_passes` (3) times from the same `X_0` and input (or, with `accumulate`, from the
-//!    previous pass's `X` with a fresh gradient); report the last `W`.
+//! 5. Repeat `n_passes` (3) times from the same `X_0` and input (or, for [`Variant::Plus`], from
+//!    the previous pass's `X` with a fresh gradient); report the last `W`.
 //!
 //! The CfC hidden state is carried across rows, passes and samples (detached between calls). A
 //! non-finite loss, gradient or parameter after a step is detected: the step is rolled back, the
@@ -25,9 +25,9 @@
 use std::time::Instant;
 
 use beamlab_candle_bridge::candle_core::{DType, Device, Tensor};
-use beamlab_candle_bridge::candle_nn::{self, AdamW, Module, Optimizer, VarMap};
+use beamlab_candle_bridge::candle_nn::{self, AdamW, Module, VarMap};
 use beamlab_candle_bridge::{
-    ComplexTensor, adam, all_finite, restore, seeded_var_builder, snapshot, wirtinger_surrogate,
+    ComplexTensor, adam, all_finite, restore, seeded_var_builder, snapshot, step, wirtinger_surrogate,
 };
 use beamlab_core::{Beamformer, CoreError, Diagnostics, MethodKind, Precoder, Problem, Solution};
 use beamlab_linalg_ops::{
@@ -64,14 +64,41 @@ pub struct GlnnParams {
     pub loss: PenalisedLoss,
     /// Seed of the wiring and the initial weights.
     pub seed: u64,
-    /// Improved variant: accumulate `X` over the passes with a fresh input gradient each pass.
-    pub accumulate: bool,
-    /// Improved variant: start each sample from the previous sample's `X` (moving users).
-    pub warm_start: bool,
-    /// Improved variant: RMS-normalise the input gradient.
-    pub normalise_input: bool,
+    /// The paper's GLNN (default) or beamlab's GLNN+.
+    pub variant: Variant,
     /// The recurrent cell: the wired CfC (GLNN) or an LSTM (the paper's LSTM baseline).
     pub cell: CellKind,
+}
+
+/// Which algorithm runs on the gradient-fed pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// The paper's GLNN: every sample starts from a fresh Gaussian `X_0`, the network sees the raw
+    /// input gradient at `X_0`, and every pass restarts from `X_0` with that same input.
+    #[default]
+    Paper,
+    /// beamlab's GLNN+ (a separate method): each pass continues from the previous pass's `X` with a
+    /// fresh input gradient; each sample starts from the previous sample's `X` (moving users);
+    /// the input gradient is RMS-normalised (its scale otherwise varies by orders of magnitude
+    /// with `P`). Whether it helps is measured in `results/REPORT.md` (claim "GLNN+ beats GLNN").
+    Plus,
+}
+
+impl Variant {
+    /// Whether each pass continues from the previous pass's `X` with a fresh input gradient.
+    fn accumulates(self) -> bool {
+        self == Variant::Plus
+    }
+
+    /// Whether each sample starts from the previous sample's `X`.
+    fn warm_starts(self) -> bool {
+        self == Variant::Plus
+    }
+
+    /// Whether the input gradient is RMS-normalised.
+    fn normalises_input(self) -> bool {
+        self == Variant::Plus
+    }
 }
 
 /// The recurrent cell of the gradient-fed pipeline.
@@ -98,9 +125,7 @@ impl Default for GlnnParams {
             n_passes: 3,
             loss: PenalisedLoss::glnn(),
             seed: 0,
-            accumulate: false,
-            warm_start: false,
-            normalise_input: false,
+            variant: Variant::Paper,
             cell: CellKind::Cfc,
         }
     }
@@ -159,11 +184,10 @@ impl Glnn {
     /// Invalid hyper-parameters.
     pub fn new(params: GlnnParams) -> Result<Self, LiquidError> {
         params.check()?;
-        let improved = params.accumulate || params.warm_start || params.normalise_input;
-        let name = match (params.cell, improved) {
+        let name = match (params.cell, params.variant) {
             (CellKind::Lstm { .. }, _) => "LSTM",
-            (CellKind::Cfc, true) => "GLNN+",
-            (CellKind::Cfc, false) => "GLNN",
+            (CellKind::Cfc, Variant::Plus) => "GLNN+",
+            (CellKind::Cfc, Variant::Paper) => "GLNN",
         }
         .to_string();
         Ok(Self { params, name, net: None, previous_x: None, n_rollbacks: 0 })
@@ -241,7 +265,7 @@ impl Glnn {
         let params = self.params.clone();
         let power = problem.power_budget;
         let hh = h.t().mapv(|z| z.conj());
-        let mut x0 = match (&self.previous_x, params.warm_start) {
+        let mut x0 = match (&self.previous_x, params.variant.warm_starts()) {
             (Some(prev), true) if prev.dim() == (n_rows, n_users) => prev.clone(),
             _ => Array2::from_shape_fn((n_rows, n_users), |_| {
                 let re: f64 = StandardNormal.sample(rng);
@@ -280,7 +304,7 @@ impl Glnn {
             return Err(LiquidError::InvalidParameter("network not built".into()));
         };
         for pass in 0..params.n_passes {
-            if params.accumulate && pass > 0 {
+            if params.variant.accumulates() && pass > 0 {
                 g = Self::input_gradient(problem, &h, &x_base, &params.loss)?;
             }
             let mut feats: Vec<f64> = Vec::with_capacity(n_rows * 2 * n_users);
@@ -288,7 +312,7 @@ impl Glnn {
                 feats.extend(row.iter().map(|z| z.re));
                 feats.extend(row.iter().map(|z| z.im));
             }
-            if params.normalise_input {
+            if params.variant.normalises_input() {
                 let rms = (feats.iter().map(|v| v * v).sum::<f64>() / feats.len() as f64).sqrt();
                 if rms > 0.0 {
                     feats.iter_mut().for_each(|v| *v /= rms);
@@ -325,7 +349,7 @@ impl Glnn {
                 continue;
             };
             let s = wirtinger_surrogate(&w, &lg.grad)?;
-            net.opt.backward_step(&s)?;
+            step(&mut net.opt, &s)?;
             if all_finite(&net.vars)? {
                 net.good = before_step;
             } else {
@@ -336,7 +360,7 @@ impl Glnn {
                 notes.push(format!("pass {pass}: non-finite parameters after the step; step rolled back"));
             }
             trace.push(lg.loss);
-            if params.accumulate {
+            if params.variant.accumulates() {
                 let v: Vec<Vec<f64>> = x.to_vec2()?;
                 x_base = Array2::from_shape_fn((n_rows, n_users), |(i, j)| c64::new(v[i][j], v[i][j + n_users]));
                 x_base_t = x.detach();
@@ -446,6 +470,21 @@ mod tests {
             assert!((g[[i, j]].re - d_re).abs() < 1e-6 * d_re.abs().max(1.0));
             assert!((g[[i, j]].im - d_im).abs() < 1e-6 * d_im.abs().max(1.0));
         }
+    }
+
+    #[test]
+    fn plus_variant_is_a_separate_method() {
+        let run = |variant: Variant| {
+            let mut g = Glnn::new(GlnnParams { variant, seed: 3, ..Default::default() }).unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let w: Vec<_> =
+                (0..3).map(|s| g.solve(&problem(s), &mut rng).unwrap().precoder.effective().unwrap()).collect();
+            (g.name().to_string(), w)
+        };
+        let (paper, plus) = (run(Variant::default()), run(Variant::Plus));
+        assert_eq!((paper.0.as_str(), plus.0.as_str()), ("GLNN", "GLNN+"));
+        assert_ne!(paper.1, plus.1);
+        assert_eq!(GlnnParams::default().variant, Variant::Paper);
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //!   LSTM, GRU and MLP predictors against last-value and linear extrapolation, offline training,
 //!   NMSE / MRT-rate metrics and the [`PredictionExperiment`] built from [`PredictionParams`]
 //!   (see `docs/prediction.md`).
+//! - [`glnn`]: the online GLNN beamformer [`Glnn`] ([`GlnnParams`]; [`Variant`] selects the
+//!   paper's GLNN or beamlab's GLNN+, [`CellKind`] the wired CfC or the LSTM baseline). Its
+//!   learned baseline LAGD is `beamlab_baselines::Lagd`.
+//!
+//! Wirings, both cells, the runner and checkpoints are gradient-checked against finite
+//! differences.
 //!
 //! Everything is `f64` on the CPU; every random choice takes a seed.
 //!
@@ -54,12 +60,6 @@
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! ## Current state
-//!
-//! Wirings, both cells, the runner and checkpoints are implemented and gradient-checked against
-//! finite differences. The GLNN beamformer lives in `glnn`; its
-//! learned baseline LAGD is `beamlab_baselines::Lagd` (base-matrix form).
 
 pub mod cfc;
 pub mod checkpoint;
@@ -76,6 +76,7 @@ pub mod glnn;
 
 pub use cfc::{CfcMode, WiredCfc};
 pub use checkpoint::{load, save};
+pub use glnn::{CellKind, Glnn, GlnnParams, Variant};
 pub use lstm::Lstm;
 pub use ltc::{LtcConfig, WiredLtc};
 pub use predict::{PredictError, PredictionExperiment, PredictionParams, PredictorKind, prediction_experiment};
