@@ -22,8 +22,8 @@
 //!
 //! Every loss and gradient runs on the fast path ([`crate::fast`]) with the parameters as flat
 //! `f64` vectors; the bases are stored as candle tensors ([`Params`]) and converted once per
-//! meta-step or adaptation. Adam is `beamlab_linalg_ops::optim::Adam`. The file is long (~700
-//! lines) because half of it is tests of the meta-gradients.
+//! meta-step or adaptation. Adam is `beamlab_linalg_ops::optim::Adam`. The tests of the
+//! meta-gradients (finite differences, MB-MAML with one basis = MAML) are at the end.
 
 use beamlab_linalg_ops::optim::Adam;
 
@@ -293,7 +293,7 @@ pub fn maml_meta_step(
 
 /// Numerically stable `softmax(−ℓ/τ)`.
 #[must_use]
-pub fn selection_weights(losses: &[f64], temperature: f64) -> Vec<f64> {
+pub(crate) fn selection_weights(losses: &[f64], temperature: f64) -> Vec<f64> {
     let z: Vec<f64> = losses.iter().map(|l| -l / temperature).collect();
     let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let e: Vec<f64> = z.iter().map(|x| (x - max).exp()).collect();

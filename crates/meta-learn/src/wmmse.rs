@@ -18,6 +18,13 @@
 //! term is treated as extra interference). With `μ` in closed form the power normalisation is
 //! exact: the update is the WMMSE minimiser for the Lagrange multiplier that makes the power
 //! constraint tight up to the rescaling (the usual "normalised WMMSE").
+//!
+//! The learned method runs the same iteration, unrolled `T` times, in [`crate::fast`] (split
+//! real/imaginary buffers, the split-complex Cholesky of `beamlab_linalg_ops::small::split`, every
+//! iterate kept in a reusable workspace for the reverse pass). The two loops stay separate because
+//! this one must accept arbitrary (checked) covariances, stop on a tolerance and report its
+//! objective, while the unrolled one runs a fixed `T` without allocating; the tests tie them (the
+//! oracle's unrolled graph equals [`robust_wmmse_fixed`] to 1e-10, the fast loop equals the graph).
 
 use beamlab_core::{Beamformer, CoreError, Diagnostics, Precoder, Problem, Solution};
 use beamlab_linalg_ops::{c64, cholesky_solve, self_adjoint_eigen};

@@ -532,7 +532,7 @@ impl FastNet {
 ///
 /// # Errors
 /// As [`FastNet::loss_and_grad`].
-pub fn sgd_support_steps(
+pub(crate) fn sgd_support_steps(
     net: &FastNet,
     ws: &mut FastWorkspace,
     theta: &mut [f64],
