@@ -1,7 +1,6 @@
 //! Saving and loading a model's variables.
 //!
-//! Both go through [`beamlab_candle_bridge::save_checkpoint`] / [`load_checkpoint`](
-//! beamlab_candle_bridge::load_checkpoint): safetensors files whose variable names and shapes must
+//! Both go through [`beamlab_candle_bridge::save_checkpoint`] / [`load_checkpoint`]: safetensors files whose variable names and shapes must
 //! match the model exactly, otherwise nothing is loaded.
 //!
 //! A checkpoint holds the trainable variables only. The wiring masks are not variables: they are

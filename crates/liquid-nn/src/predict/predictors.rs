@@ -8,7 +8,7 @@
 //! - Recurrent (LTC, CfC, LSTM, GRU): the cell runs over `x_0 … x_{W−1}` from a zero state with
 //!   elapsed time 1 per step; its final output `o: [n_out]` is read out by a linear head.
 //!   LTC and CfC use a fully connected wiring of `hidden` neurons, all of them outputs
-//!   ([`fully_connected`](crate::fully_connected)`(2M, hidden, hidden)`), CfC in its default
+//!   ([`fully_connected`]`(2M, hidden, hidden)`), CfC in its default
 //!   (gated) mode, LTC with `ode_unfolds` semi-implicit sub-steps; LSTM and GRU have `hidden`
 //!   units.
 //! - MLP: `[x_0, …, x_{W−1}]: [2MW]` → `tanh` layer of `hidden` → `tanh` layer of `hidden` → head.
