@@ -11,9 +11,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use beamlab_core::{Beamformer, Problem};
-use beamlab_liquid_nn::glnn::{Glnn, GlnnParams};
 use beamlab_baselines::{Lagd, LagdParams, LagdSpace};
+use beamlab_core::{Beamformer, Problem};
+use beamlab_liquid_nn::{Glnn, GlnnParams};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
