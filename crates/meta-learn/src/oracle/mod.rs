@@ -201,7 +201,7 @@ impl<'a> Oracle<'a> {
         Ok(self.precoder_graph(params, task, &g)?.to_array()?)
     }
 
-    /// Predicted (unfused) covariances as matrices.
+    /// Predicted covariances (before the fusion with `R^S`) as matrices.
     pub(crate) fn predict_arrays(&self, params: &[Tensor], task: &Task) -> Result<Vec<Array2<c64>>, MetaLearnError> {
         let g = TaskGraph::new(task, self.net.device())?;
         self.predict_graph(params, task, &g)?.to_arrays()
