@@ -18,7 +18,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use crate::KanError;
+use crate::{KanError, invalid};
 
 /// The extended uniform knot vector of `grid_size` intervals on `[lo, hi]` with `order` extra
 /// knots on each side (`grid_size + 2 order + 1` knots).
@@ -27,10 +27,10 @@ use crate::KanError;
 /// [`KanError::InvalidParameter`] for a zero grid size, a non-finite or empty range.
 pub fn uniform_knots(grid_size: usize, order: usize, lo: f64, hi: f64) -> Result<Vec<f64>, KanError> {
     if grid_size == 0 {
-        return Err(KanError::InvalidParameter("grid_size must be >= 1".into()));
+        return Err(invalid("grid_size", "must be >= 1"));
     }
     if !(lo.is_finite() && hi.is_finite() && hi > lo) {
-        return Err(KanError::InvalidParameter(format!("grid range must be finite with lo < hi, got [{lo}, {hi}]")));
+        return Err(invalid("grid_range", format!("must be finite with lo < hi, got [{lo}, {hi}]")));
     }
     let h = (hi - lo) / grid_size as f64;
     Ok((0..=grid_size + 2 * order).map(|j| lo + (j as f64 - order as f64) * h).collect())

@@ -29,8 +29,8 @@ use ndarray::Array2;
 use rand::RngCore;
 use serde::Deserialize;
 
-use crate::KanError;
 use crate::ggml::{HybridSetup, Objective, method_error, zf_digital};
+use crate::{KanError, invalid};
 
 /// Sizes, training set-up and architecture of [`CnnHybrid`].
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -104,8 +104,13 @@ impl CnnParams {
     /// # Errors
     /// [`KanError::InvalidParameter`], [`KanError::TooFewRfChains`], [`KanError::TooManyRfChains`].
     pub fn check(&self) -> Result<(), KanError> {
-        if self.n_tx == 0 || self.n_users == 0 || self.n_channels < 2 || self.hidden == 0 {
-            return Err(KanError::InvalidParameter("n_tx, n_users, hidden >= 1 and n_channels >= 2 required".into()));
+        for (name, v) in [("n_tx", self.n_tx), ("n_users", self.n_users), ("hidden", self.hidden)] {
+            if v == 0 {
+                return Err(invalid(name, "must be >= 1"));
+            }
+        }
+        if self.n_channels < 2 {
+            return Err(invalid("n_channels", format!("must be >= 2, got {}", self.n_channels)));
         }
         if self.n_rf < self.n_users {
             return Err(KanError::TooFewRfChains { n_rf: self.n_rf, n_users: self.n_users });
@@ -113,14 +118,19 @@ impl CnnParams {
         if self.n_rf > self.n_tx {
             return Err(KanError::TooManyRfChains { n_rf: self.n_rf, n_tx: self.n_tx });
         }
-        if self.n_train == 0 || self.n_epochs == 0 || self.batch_size == 0 {
-            return Err(KanError::InvalidParameter("n_train, n_epochs and batch_size must be >= 1".into()));
+        for (name, v) in [("n_train", self.n_train), ("n_epochs", self.n_epochs), ("batch_size", self.batch_size)] {
+            if v == 0 {
+                return Err(invalid(name, "must be >= 1"));
+            }
         }
-        if !(self.lr.is_finite() && self.lr > 0.0 && self.snr_db.is_finite()) {
-            return Err(KanError::InvalidParameter("lr must be > 0 and snr_db finite".into()));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(invalid("lr", format!("must be finite and > 0, got {}", self.lr)));
+        }
+        if !self.snr_db.is_finite() {
+            return Err(invalid("snr_db", format!("must be finite, got {}", self.snr_db)));
         }
         if !(self.var_weight.is_finite() && self.var_weight >= 0.0) {
-            return Err(KanError::InvalidParameter("var_weight must be finite and >= 0".into()));
+            return Err(invalid("var_weight", "must be finite and >= 0"));
         }
         Ok(())
     }
@@ -198,7 +208,7 @@ impl CnnHybrid {
                 .map(|_| {
                     saleh_valenzuela(&SvParams::default(), params.n_users, params.n_tx, rng)
                         .map(|h| h.blocks().to_vec())
-                        .map_err(|e| KanError::InvalidProblem(e.to_string()))
+                        .map_err(KanError::from)
                 })
                 .collect()
         };

@@ -20,10 +20,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use crate::KanError;
 use crate::ggml::{GgmlParams, HybridSetup, Objective, method_error, run_ggml};
 use crate::imcsi::{ImcsiParams, worst_case_setup};
 use crate::net::NetKind;
+use crate::{KanError, invalid};
 
 /// Parameters of the convergence experiment.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -109,10 +109,14 @@ pub fn convergence_experiment(
     params: &ConvergenceParams,
     references: Vec<(String, ReferenceFactory)>,
 ) -> Result<ConvergenceExperiment, KanError> {
-    let bad = |m: String| Err(KanError::InvalidParameter(m));
+    let bad = |name: &'static str, m: String| Err(invalid(name, m));
     let p = params;
-    if p.n_tx == 0 || p.n_users == 0 || p.n_realisations == 0 || p.n_steps == 0 {
-        return bad("n_tx, n_users, n_realisations and n_steps must be >= 1".into());
+    for (name, v) in
+        [("n_tx", p.n_tx), ("n_users", p.n_users), ("n_realisations", p.n_realisations), ("n_steps", p.n_steps)]
+    {
+        if v == 0 {
+            return bad(name, "must be >= 1".into());
+        }
     }
     let n_rf = p.n_rf.unwrap_or(p.n_users);
     if n_rf < p.n_users {
@@ -122,11 +126,11 @@ pub fn convergence_experiment(
         return Err(KanError::TooManyRfChains { n_rf, n_tx: p.n_tx });
     }
     if !p.snr_db.is_finite() {
-        return bad(format!("snr_db must be finite, got {}", p.snr_db));
+        return bad("snr_db", format!("must be finite, got {}", p.snr_db));
     }
     if let Some(d) = p.delta {
         if !(d.is_finite() && d >= 0.0) {
-            return bad(format!("delta must be finite and >= 0, got {d}"));
+            return bad("delta", format!("must be finite and >= 0, got {d}"));
         }
     }
     let base = GgmlParams { n_steps: p.n_steps, n_rf: Some(n_rf), ..p.ggml.clone() };
@@ -142,7 +146,7 @@ pub fn convergence_experiment(
             }
             "ggml-imcsi" | "ggml-imcsi-mlp" => {
                 if p.delta.is_none() {
-                    return bad(format!("method {m} needs `delta`"));
+                    return bad("delta", format!("method {m} needs it"));
                 }
                 let (label, net) =
                     if m == "ggml-imcsi" { ("GGML-ImCSI", NetKind::Kan) } else { ("GGML-ImCSI-MLP", NetKind::Mlp) };
@@ -155,9 +159,10 @@ pub fn convergence_experiment(
                 Series::Imcsi { label: label.into(), params }
             }
             other => {
-                return bad(format!(
-                    "methods: unknown method {other:?} (ggml-kan, ggml-mlp, ggml-imcsi, ggml-imcsi-mlp)"
-                ));
+                return bad(
+                    "methods",
+                    format!("unknown method {other:?} (ggml-kan, ggml-mlp, ggml-imcsi, ggml-imcsi-mlp)"),
+                );
             }
         };
         series.push(s);
@@ -170,11 +175,11 @@ pub fn convergence_experiment(
         .chain(references.iter().map(|r| r.0.clone()))
         .collect();
     if names.is_empty() {
-        return bad("no methods and no references".into());
+        return bad("methods", "no methods and no references".into());
     }
     names.sort();
     if names.windows(2).any(|w| w[0] == w[1]) {
-        return bad(format!("duplicate series names in {names:?}"));
+        return bad("methods", format!("duplicate series names in {names:?}"));
     }
     Ok(ConvergenceExperiment { params: params.clone(), series, references })
 }

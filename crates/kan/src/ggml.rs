@@ -33,9 +33,9 @@ use candle_core::DType;
 use rand::RngCore;
 use serde::Deserialize;
 
-use crate::KanError;
 use crate::layer::KanConfig;
 use crate::net::NetKind;
+use crate::{KanError, invalid};
 
 mod setup;
 mod solver;
@@ -185,23 +185,22 @@ impl GgmlParams {
     /// # Errors
     /// [`KanError::InvalidParameter`] naming the field.
     pub fn check(&self) -> Result<(), KanError> {
-        let bad = |m: String| Err(KanError::InvalidParameter(m));
         if self.n_steps == 0 {
-            return bad("n_steps must be >= 1".into());
+            return Err(invalid("n_steps", "must be >= 1"));
         }
         if self.hidden == 0 {
-            return bad("hidden must be >= 1".into());
+            return Err(invalid("hidden", "must be >= 1"));
         }
         for (n, v) in [("lr_digital", self.lr_digital), ("lr_analog", self.lr_analog)] {
             if !(v.is_finite() && v > 0.0) {
-                return bad(format!("{n} must be finite and > 0, got {v}"));
+                return Err(invalid(n, format!("must be finite and > 0, got {v}")));
             }
         }
         if !(self.var_weight.is_finite() && self.var_weight >= 0.0) {
-            return bad(format!("var_weight must be finite and >= 0, got {}", self.var_weight));
+            return Err(invalid("var_weight", format!("must be finite and >= 0, got {}", self.var_weight)));
         }
         if self.n_rf == Some(0) {
-            return bad("n_rf must be >= 1".into());
+            return Err(invalid("n_rf", "must be >= 1"));
         }
         if self.net == NetKind::Kan {
             self.kan.check()?;

@@ -26,8 +26,8 @@ use rand::RngCore;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 
-use crate::KanError;
 use crate::ggml::{GgmlParams, HybridSetup, Objective, method_error, run_ggml, to_solution};
+use crate::{KanError, invalid};
 
 /// Parameters of [`GgmlImcsi`].
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -57,16 +57,13 @@ impl ImcsiParams {
     pub fn check(&self) -> Result<(), KanError> {
         self.ggml.check()?;
         if self.n_mc_draws < 20 {
-            return Err(KanError::InvalidParameter(format!("n_mc_draws must be >= 20, got {}", self.n_mc_draws)));
+            return Err(invalid("n_mc_draws", format!("must be >= 20, got {}", self.n_mc_draws)));
         }
         if !(self.outage > 0.0 && self.outage < 1.0) {
-            return Err(KanError::InvalidParameter(format!("outage must be in (0, 1), got {}", self.outage)));
+            return Err(invalid("outage", format!("must be in (0, 1), got {}", self.outage)));
         }
         if !(self.min_gain_fraction >= 0.0 && self.min_gain_fraction < 1.0) {
-            return Err(KanError::InvalidParameter(format!(
-                "min_gain_fraction must be in [0, 1), got {}",
-                self.min_gain_fraction
-            )));
+            return Err(invalid("min_gain_fraction", format!("must be in [0, 1), got {}", self.min_gain_fraction)));
         }
         Ok(())
     }
@@ -78,10 +75,14 @@ impl ImcsiParams {
 /// # Errors
 /// [`KanError::InvalidParameter`] for `n = 0`, fewer than 20 draws or an outage outside `(0, 1)`.
 pub fn norm_quantile(n: usize, n_draws: usize, outage: f64, rng: &mut dyn RngCore) -> Result<f64, KanError> {
-    if n == 0 || n_draws < 20 || !(outage > 0.0 && outage < 1.0) {
-        return Err(KanError::InvalidParameter(format!(
-            "norm quantile needs n >= 1, n_draws >= 20, outage in (0, 1); got {n}, {n_draws}, {outage}"
-        )));
+    if n == 0 {
+        return Err(invalid("n", "must be >= 1"));
+    }
+    if n_draws < 20 {
+        return Err(invalid("n_mc_draws", format!("must be >= 20, got {n_draws}")));
+    }
+    if !(outage > 0.0 && outage < 1.0) {
+        return Err(invalid("outage", format!("must be in (0, 1), got {outage}")));
     }
     let mut norms: Vec<f64> = (0..n_draws)
         .map(|_| {
@@ -111,7 +112,7 @@ pub fn error_bounds(
     rng: &mut dyn RngCore,
 ) -> Result<Vec<f64>, KanError> {
     if !(delta.is_finite() && delta >= 0.0) {
-        return Err(KanError::InvalidParameter(format!("delta must be finite and >= 0, got {delta}")));
+        return Err(invalid("delta", format!("must be finite and >= 0, got {delta}")));
     }
     let n = h_hat.first().map_or(0, |h| h.len());
     let q = norm_quantile(n, n_draws, outage, rng)?;
@@ -129,14 +130,14 @@ pub fn error_bounds(
 /// `(h̃: [1 × N], λ, floored)`.
 ///
 /// # Errors
-/// [`KanError::InvalidProblem`] for a non-row, all-zero or non-finite `ĥ`; eigensolver errors.
+/// [`KanError::Shape`] for a non-row `ĥ`, [`KanError::DegenerateChannel`] for an all-zero or non-finite one; eigensolver errors.
 pub fn worst_case_channel(h_hat: &Array2<c64>, eps: f64, floor: f64) -> Result<(Array2<c64>, f64, bool), KanError> {
     if h_hat.nrows() != 1 || h_hat.is_empty() {
-        return Err(KanError::InvalidProblem(format!("worst-case conversion needs a row, got {:?}", h_hat.dim())));
+        return Err(KanError::Shape(format!("worst-case conversion needs a row, got {:?}", h_hat.dim())));
     }
     let norm2: f64 = h_hat.iter().map(|z| z.norm_sqr()).sum();
     if !(norm2.is_finite() && norm2 > 0.0) {
-        return Err(KanError::InvalidProblem("worst-case conversion of a zero or non-finite channel".into()));
+        return Err(KanError::DegenerateChannel);
     }
     let r = h_hat.t().mapv(|z| z.conj()).dot(h_hat);
     let (vals, vecs) = self_adjoint_eigen(r.view())?;

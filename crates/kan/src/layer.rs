@@ -26,8 +26,8 @@ use candle_core::{DType, Tensor, Var};
 use candle_nn::{Init, VarBuilder, VarMap};
 use serde::Deserialize;
 
-use crate::KanError;
 use crate::bspline::{SplineBasisOp, batch_bases, uniform_knots};
+use crate::{KanError, invalid};
 
 /// Hyper-parameters of a KAN layer (efficient-KAN's defaults).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -80,17 +80,17 @@ impl KanConfig {
     pub fn check(&self) -> Result<(), KanError> {
         uniform_knots(self.grid_size, self.spline_order, self.grid_range[0], self.grid_range[1])?;
         if self.spline_order > 8 {
-            return Err(KanError::InvalidParameter(format!("spline_order must be <= 8, got {}", self.spline_order)));
+            return Err(invalid("spline_order", format!("must be <= 8, got {}", self.spline_order)));
         }
         for (name, v) in
             [("scale_noise", self.scale_noise), ("scale_base", self.scale_base), ("scale_spline", self.scale_spline)]
         {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(KanError::InvalidParameter(format!("{name} must be finite and >= 0, got {v}")));
+                return Err(invalid(name, format!("must be finite and >= 0, got {v}")));
             }
         }
         if !(0.0..=1.0).contains(&self.grid_eps) {
-            return Err(KanError::InvalidParameter(format!("grid_eps must be in [0, 1], got {}", self.grid_eps)));
+            return Err(invalid("grid_eps", format!("must be in [0, 1], got {}", self.grid_eps)));
         }
         Ok(())
     }
@@ -141,7 +141,7 @@ impl KanLayer {
     pub fn new(n_in: usize, n_out: usize, config: &KanConfig, vars: &VarMap, vb: VarBuilder) -> Result<Self, KanError> {
         config.check()?;
         if n_in == 0 || n_out == 0 {
-            return Err(KanError::InvalidParameter(format!("KAN layer sizes must be >= 1, got {n_in} -> {n_out}")));
+            return Err(invalid("widths", format!("KAN layer sizes must be >= 1, got {n_in} -> {n_out}")));
         }
         let nb = config.n_basis();
         let nk = config.n_knots();
@@ -215,7 +215,7 @@ impl KanLayer {
     pub fn in_grid_fraction(&self, x: &Tensor) -> Result<f64, KanError> {
         let (_, n_in) = x.dims2()?;
         if n_in != self.n_in {
-            return Err(KanError::Shape(format!("KAN layer expects {} inputs, got {n_in}", self.n_in)));
+            return Err(KanError::InputWidth { what: "KAN layer", expected: self.n_in, found: n_in });
         }
         let xs: Vec<f64> = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         let (k, g, nk) = (self.config.spline_order, self.config.grid_size, self.config.n_knots());
@@ -260,7 +260,7 @@ impl KanLayer {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, KanError> {
         let (_, n_in) = x.dims2()?;
         if n_in != self.n_in {
-            return Err(KanError::Shape(format!("KAN layer expects {} inputs, got {n_in}", self.n_in)));
+            return Err(KanError::InputWidth { what: "KAN layer", expected: self.n_in, found: n_in });
         }
         let x = x.contiguous()?;
         let base = x.silu()?.matmul(self.base_weight.as_tensor())?;
@@ -277,19 +277,17 @@ impl KanLayer {
     /// (restricted to the new grid's support). Optimiser moments of the coefficients are not reset.
     ///
     /// # Errors
-    /// [`KanError::InvalidParameter`] for fewer than 2 samples or non-finite samples; shape and
-    /// candle errors.
+    /// [`KanError::GridSamples`] for fewer than 2 samples or non-finite samples;
+    /// [`KanError::InputWidth`]; [`KanError::SingularGridRefit`]; candle errors.
     pub fn update_grid(&mut self, x: &Tensor) -> Result<(), KanError> {
         let (n_batch, n_in) = x.dims2()?;
         if n_in != self.n_in {
-            return Err(KanError::Shape(format!("KAN layer expects {} inputs, got {n_in}", self.n_in)));
-        }
-        if n_batch < 2 {
-            return Err(KanError::InvalidParameter("grid update needs at least 2 samples".into()));
+            return Err(KanError::InputWidth { what: "KAN layer", expected: self.n_in, found: n_in });
         }
         let xs: Vec<f64> = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
-        if xs.iter().any(|v| !v.is_finite()) {
-            return Err(KanError::InvalidParameter("grid update: non-finite sample".into()));
+        let finite = xs.iter().all(|v| v.is_finite());
+        if n_batch < 2 || !finite {
+            return Err(KanError::GridSamples { found: n_batch, finite });
         }
         let (g, k, nb, nk) =
             (self.config.grid_size, self.config.spline_order, self.config.n_basis(), self.config.n_knots());
@@ -349,9 +347,7 @@ impl KanLayer {
                 ata[r * nb + r] += 1e-10 * tr.max(1e-300) / nb as f64;
             }
             spd_solve_in_place(&mut ata, &mut aty, nb, self.n_out).map_err(|e| match e {
-                LinalgError::NotPositiveDefinite { .. } => {
-                    KanError::Numerical("grid update: singular least-squares system".into())
-                }
+                LinalgError::NotPositiveDefinite { .. } => KanError::SingularGridRefit,
                 other => KanError::Linalg(other),
             })?;
             for o in 0..self.n_out {

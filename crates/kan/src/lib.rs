@@ -64,19 +64,54 @@ use beamlab_candle_bridge::BridgeError;
 use beamlab_core::CoreError;
 use beamlab_linalg_ops::LinalgError;
 
+/// An [`KanError::InvalidParameter`] for `name`.
+pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> KanError {
+    KanError::InvalidParameter { name, reason: reason.into() }
+}
+
 /// Errors of the KAN / GGML crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KanError {
-    /// A parameter is out of range.
-    #[error("invalid parameter: {0}")]
-    InvalidParameter(String),
-    /// Shapes do not agree.
+    /// A hyper-parameter is out of range.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter {
+        /// The parameter (field) concerned.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A network input of the wrong width.
+    #[error("{what} expects {expected} inputs, got {found}")]
+    InputWidth {
+        /// The network or layer.
+        what: &'static str,
+        /// Its input width.
+        expected: usize,
+        /// The width given.
+        found: usize,
+    },
+    /// Shapes do not agree (a model used on a problem of another size, a variable missing from
+    /// its map).
     #[error("shape mismatch: {0}")]
     Shape(String),
-    /// The problem is malformed for this method.
-    #[error("invalid problem: {0}")]
-    InvalidProblem(String),
+    /// A user with several receive antennas: GGML, GGML-ImCSI and the CNN are MISO methods.
+    #[error("user {user} has {n_rx} receive antennas; this method handles single-antenna users only")]
+    MultiAntennaUser {
+        /// The user.
+        user: usize,
+        /// Its receive antennas.
+        n_rx: usize,
+    },
+    /// A channel entry is not finite, or (for the worst-case conversion) a channel is zero.
+    #[error("a channel is zero or has a non-finite entry")]
+    DegenerateChannel,
+    /// The user weights sum to zero.
+    #[error("user weights sum to zero")]
+    ZeroUserWeights,
+    /// The channel generator failed (CNN training data).
+    #[error(transparent)]
+    Channel(#[from] beamlab_channel::ChannelError),
     /// Fewer RF chains than users: a hybrid precoder cannot serve every user.
     #[error("{n_rf} RF chains cannot serve {n_users} users (need n_rf >= n_users)")]
     TooFewRfChains {
@@ -96,9 +131,20 @@ pub enum KanError {
     /// The method needs CSI error statistics that the problem does not carry.
     #[error("missing CSI error statistics: {0}")]
     MissingErrorStats(String),
-    /// Numerical breakdown.
-    #[error("numerical failure: {0}")]
-    Numerical(String),
+    /// The zero-forcing initialisation has zero or non-finite power (`H F_0` rank deficient).
+    #[error("zero-forcing initialisation has zero or non-finite power")]
+    DegenerateZfInit,
+    /// A KAN grid update got fewer than two samples or a non-finite one.
+    #[error("grid update needs at least 2 finite samples ({found} given, finite: {finite})")]
+    GridSamples {
+        /// Samples given.
+        found: usize,
+        /// Whether all of them were finite.
+        finite: bool,
+    },
+    /// The least-squares re-fit of a grid update is singular.
+    #[error("grid update: singular least-squares system")]
+    SingularGridRefit,
     /// candle failure.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),

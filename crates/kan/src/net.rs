@@ -14,8 +14,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Init, VarMap};
 use serde::Deserialize;
 
-use crate::KanError;
 use crate::layer::{KanConfig, KanLayer};
+use crate::{KanError, invalid};
 
 /// A trainable map from gradients to updates.
 pub trait GradientNet: Send {
@@ -93,7 +93,7 @@ impl KanNet {
     /// [`KanError::InvalidParameter`] for fewer than two widths, a zero width or a bad config.
     pub fn new(widths: &[usize], config: &KanConfig, seed: u64, dtype: DType) -> Result<Self, KanError> {
         if widths.len() < 2 {
-            return Err(KanError::InvalidParameter(format!("a KAN needs at least 2 widths, got {widths:?}")));
+            return Err(invalid("widths", format!("a KAN needs at least 2 widths, got {widths:?}")));
         }
         let vars = VarMap::new();
         let vb = seeded_var_builder(&vars, seed, dtype, &Device::Cpu);
@@ -203,7 +203,7 @@ impl Mlp {
     /// [`KanError::InvalidParameter`] for a zero width; candle errors.
     pub fn new(n_in: usize, hidden: usize, n_out: usize, seed: u64, dtype: DType) -> Result<Self, KanError> {
         if n_in == 0 || hidden == 0 || n_out == 0 {
-            return Err(KanError::InvalidParameter(format!("MLP widths must be >= 1, got {n_in}/{hidden}/{n_out}")));
+            return Err(invalid("widths", format!("MLP widths must be >= 1, got {n_in}/{hidden}/{n_out}")));
         }
         let vars = VarMap::new();
         let vb = seeded_var_builder(&vars, seed, dtype, &Device::Cpu);
@@ -227,7 +227,7 @@ impl GradientNet for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor, KanError> {
         let (_, n) = x.dims2()?;
         if n != self.n_in() {
-            return Err(KanError::Shape(format!("MLP expects {} inputs, got {n}", self.n_in())));
+            return Err(KanError::InputWidth { what: "MLP", expected: self.n_in(), found: n });
         }
         let h = x.matmul(self.w1.as_tensor())?.broadcast_add(self.b1.as_tensor())?.relu()?;
         Ok(h.matmul(self.w2.as_tensor())?.broadcast_add(self.b2.as_tensor())?)

@@ -76,7 +76,7 @@ pub fn random_phase_analog(n_tx: usize, n_rf: usize, rng: &mut dyn RngCore) -> A
 /// `D = (HF)^H (HF (HF)^H)^{-1}`, scaled to `‖F D‖_F² = power`.
 ///
 /// # Errors
-/// [`KanError::Linalg`] when `HF (HF)^H` is singular; [`KanError::Numerical`] for a zero result.
+/// [`KanError::Linalg`] when `HF (HF)^H` is singular; [`KanError::DegenerateZfInit`] for a zero result.
 pub fn zf_digital(h_stacked: &Array2<c64>, f: &Array2<c64>, power: f64) -> Result<Array2<c64>, KanError> {
     let hf = h_stacked.dot(f);
     let hfh = hf.t().mapv(|z| z.conj());
@@ -84,7 +84,7 @@ pub fn zf_digital(h_stacked: &Array2<c64>, f: &Array2<c64>, power: f64) -> Resul
     let w = f.dot(&d);
     let n2: f64 = w.iter().map(|z| z.norm_sqr()).sum();
     if !(n2.is_finite() && n2 > 0.0) {
-        return Err(KanError::Numerical("zero-forcing init has zero or non-finite power".into()));
+        return Err(KanError::DegenerateZfInit);
     }
     Ok(d.mapv(|z| z * (power / n2).sqrt()))
 }
@@ -112,16 +112,16 @@ impl HybridSetup {
     /// Checks a problem for hybrid MISO precoding with `n_rf` RF chains (default `K`).
     ///
     /// # Errors
-    /// [`KanError::InvalidProblem`] for non-MISO users, zero weights or a non-finite channel;
+    /// [`KanError::MultiAntennaUser`], [`KanError::ZeroUserWeights`], [`KanError::DegenerateChannel`];
     /// [`KanError::TooFewRfChains`] / [`KanError::TooManyRfChains`] unless `K ≤ M ≤ N`.
     pub fn from_problem(problem: &Problem, n_rf: Option<usize>) -> Result<Self, KanError> {
         problem.validate()?;
         let h = problem.channel.blocks().to_vec();
-        if h.iter().any(|b| b.nrows() != 1) {
-            return Err(KanError::InvalidProblem("GGML handles single-antenna users only".into()));
+        if let Some((user, b)) = h.iter().enumerate().find(|(_, b)| b.nrows() != 1) {
+            return Err(KanError::MultiAntennaUser { user, n_rx: b.nrows() });
         }
         if h.iter().flat_map(|b| b.iter()).any(|z| !(z.re.is_finite() && z.im.is_finite())) {
-            return Err(KanError::InvalidProblem("non-finite channel entry".into()));
+            return Err(KanError::DegenerateChannel);
         }
         let (n_users, n_tx) = (problem.n_users(), problem.n_tx());
         let n_rf = n_rf.unwrap_or(n_users);
@@ -133,7 +133,7 @@ impl HybridSetup {
         }
         let total: f64 = problem.weights.iter().sum();
         if !(total > 0.0) {
-            return Err(KanError::InvalidProblem("user weights sum to zero".into()));
+            return Err(KanError::ZeroUserWeights);
         }
         Ok(Self {
             h,

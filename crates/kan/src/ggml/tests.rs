@@ -93,7 +93,7 @@ fn bad_inputs_are_typed_errors() {
     assert!(matches!(err(small(NetKind::Mlp), &nan, &mut rng), KanError::Core(_)));
     let mut zero_w = p.clone();
     zero_w.weights = vec![0.0; 3];
-    assert!(matches!(err(small(NetKind::Mlp), &zero_w, &mut rng), KanError::InvalidProblem(_)));
+    assert!(matches!(err(small(NetKind::Mlp), &zero_w, &mut rng), KanError::ZeroUserWeights));
     let mut neg = p.clone();
     neg.error_stats = ErrorStats::Relative { delta: -0.1 };
     assert!(matches!(err(small(NetKind::Mlp), &neg, &mut rng), KanError::Core(_)));
