@@ -7,7 +7,7 @@
 
 use beamlab_core::derive_seed;
 use beamlab_core::experiment::FamilyExperiment;
-use beamlab_gnn_unroll::experiment::{OutageTableParams, outage_table};
+use beamlab_gnn_unroll::{OutageTableParams, outage_table};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let params: OutageTableParams = match std::env::args().nth(1) {

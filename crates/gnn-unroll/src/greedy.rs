@@ -18,6 +18,8 @@ use beamlab_core::{Beamformer, CoreError, Diagnostics, Precoder, Problem, Soluti
 use beamlab_linalg_ops::c64;
 use ndarray::{Array2, Axis};
 
+pub use crate::data::dft_codebook;
+
 use crate::Error;
 use crate::qos::{QosOptions, QosSolution, QosSystem, solve_qos};
 use crate::util::adjoint;
@@ -31,28 +33,6 @@ pub enum PowerWeighting {
     Baseband,
     /// `Φ = A^H A`: radiated power `Σ p_k ‖A w_k‖²`.
     Rf,
-}
-
-/// The oversampled 2-D DFT codebook `[N × O1 N1 · O2 N2]`, `N = N1 N2`:
-/// `c(i1, i2) = f_{N1}(i1 / (O1 N1)) ⊗ f_{N2}(i2 / (O2 N2)) / √N`, `f_n(u) = [e^{j2πul}]_{l<n}`,
-/// column index `i1 · O2 N2 + i2`. With `O1 = O2 = 1` the columns are orthonormal.
-///
-/// # Errors
-/// [`Error::InvalidInput`] when any dimension is zero.
-pub fn dft_codebook(n1: usize, n2: usize, o1: usize, o2: usize) -> Result<Array2<c64>, Error> {
-    if n1 == 0 || n2 == 0 || o1 == 0 || o2 == 0 {
-        return Err(Error::InvalidInput(format!("codebook dimensions must be positive: {n1}x{n2}, O = {o1}x{o2}")));
-    }
-    let (c1, c2) = (o1 * n1, o2 * n2);
-    let n = n1 * n2;
-    let scale = 1.0 / (n as f64).sqrt();
-    Ok(Array2::from_shape_fn((n, c1 * c2), |(row, col)| {
-        let (l1, l2) = (row / n2, row % n2);
-        let (i1, i2) = (col / c2, col % c2);
-        let phase =
-            2.0 * std::f64::consts::PI * (i1 as f64 * l1 as f64 / c1 as f64 + i2 as f64 * l2 as f64 / c2 as f64);
-        c64::from_polar(scale, phase)
-    }))
 }
 
 /// SNR-based initialisation (34): the `n_rf` codewords with the largest `c^H R̄ c`,

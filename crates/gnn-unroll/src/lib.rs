@@ -48,44 +48,28 @@
 
 use beamlab_linalg_ops::LinalgError;
 
-/// `FamilyExperiment` for a table experiment with a `METHODS` list of unit labels (in scope where
-/// the macro is used) and a `run(&self, unit, seed) -> Result<Vec<CurveRow>, Error>` method.
-macro_rules! impl_table_experiment {
-    ($ty:ty) => {
-        impl beamlab_core::experiment::FamilyExperiment for $ty {
-            fn n_units(&self) -> usize {
-                METHODS.len()
-            }
-
-            fn unit_label(&self, unit: usize) -> String {
-                METHODS.get(unit).map_or_else(|| format!("unit {unit}"), |m| (*m).to_string())
-            }
-
-            fn run_unit(
-                &self,
-                unit: usize,
-                seed: u64,
-            ) -> Result<Vec<beamlab_core::experiment::CurveRow>, beamlab_core::CoreError> {
-                self.run(unit, seed)
-                    .map_err(|e| beamlab_core::CoreError::Method { method: self.unit_label(unit), source: Box::new(e) })
-            }
-        }
-    };
-}
-
 pub mod data;
-pub mod experiment;
-pub mod generalisation;
 pub mod greedy;
 pub mod implicit;
 pub mod learned;
 pub mod model;
 pub mod outage;
 pub mod qos;
-pub mod statistical;
+pub mod tables;
 pub mod train;
 pub mod unroll;
 mod util;
+
+pub use greedy::GreedyHbf;
+pub use learned::LearnedHbf;
+pub use model::{Gcn, GcnConfig};
+pub use qos::{QosOptions, QosSolution, QosSystem, solve_qos};
+pub use tables::common::OutageTableParams;
+pub use tables::generalisation::{Generalisation, GeneralisationParams, generalisation_table};
+pub use tables::outage::{OutageTable, outage_table};
+pub use tables::statistical::{StatisticalParams, StatisticalTable, statistical_table};
+pub use train::{ConstraintForm, ConstraintLoss, TrainParams, Trainer};
+pub use unroll::{Architecture, UnrollSettings};
 
 /// Errors of the crate.
 #[derive(Debug, thiserror::Error)]
@@ -127,4 +111,12 @@ pub enum Error {
     /// A candle-bridge failure (checkpoints, snapshots).
     #[error(transparent)]
     Bridge(#[from] beamlab_candle_bridge::BridgeError),
+    /// A table experiment has no unit with this index.
+    #[error("no unit {index} (the experiment has {n_units})")]
+    UnknownUnit {
+        /// The requested unit index.
+        index: usize,
+        /// Units of the experiment.
+        n_units: usize,
+    },
 }

@@ -396,7 +396,7 @@ mod tests {
         let sc = crate::data::Scenario { angular_spread_deg: 5.0, ..crate::data::Scenario::default() };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let systems: Vec<_> =
-            (0..5).map(|i| crate::statistical::draw_stat_instance(&sc, 1 + i % 3, 4, 0, &mut rng).unwrap()).collect();
+            (0..5).map(|i| crate::data::draw_stat_instance(&sc, 1 + i % 3, 4, 0, &mut rng).unwrap()).collect();
         let vars = VarMap::new();
         let _ = build(&vars, &GcnConfig::default(), 1).unwrap();
         fit_stat_normalisation(&vars, systems.iter().map(|s| (s.r_hat.as_slice(), s.targets(), s.zeta()))).unwrap();

@@ -27,122 +27,17 @@
 //! ([`crate::unroll::straight_through_gradient_cov`]) to `c_a`.
 
 use beamlab_linalg_ops::c64;
-use ndarray::{Array1, Array2};
-use rand::Rng;
+use ndarray::Array2;
 
 use beamlab_core::experiment::CurveRow;
 
+use super::common::{OutageTableParams, TableBase, baseband_design, draw_feasible, relabel_groups};
+use super::{TableUnit, impl_table_experiment};
 use crate::Error;
-use crate::data::{CsiModel, Instance, Scenario, complex_normal, dft_quantise, psd_sqrt, upa_cov};
-use crate::experiment::{OutageTable, OutageTableParams, baseband_design, draw_feasible, relabel_groups};
+use crate::data::{CsiModel, Scenario, StatInstance, draw_stat_instance};
 use crate::greedy::{GreedyOptions, PowerWeighting, greedy_hbf, snr_init};
-use crate::train::{EvalStats, TrainParams, Trainer, evaluate_indexed};
+use crate::train::{EvalStats, Systems, TrainParams, Trainer, evaluate_indexed};
 use crate::unroll::UnrollSettings;
-use crate::util::outer;
-
-/// Sample covariance `(1/T) Σ_t v_t v_t^H` of `T ≥ 1` vectors of equal length.
-///
-/// # Errors
-/// [`Error::InvalidInput`] for no vectors, unequal lengths or non-finite entries.
-pub fn sample_covariance(vectors: &[Array1<c64>]) -> Result<Array2<c64>, Error> {
-    let n = vectors.first().map(Array1::len).ok_or_else(|| Error::InvalidInput("no samples".into()))?;
-    if n == 0 || vectors.iter().any(|v| v.len() != n || v.iter().any(|z| !(z.re.is_finite() && z.im.is_finite()))) {
-        return Err(Error::InvalidInput("sample covariance needs finite vectors of one non-zero length".into()));
-    }
-    let mut r = Array2::<c64>::zeros((n, n));
-    for v in vectors {
-        r += &outer(v.view(), v.view());
-    }
-    Ok(r.mapv(|z| z / vectors.len() as f64))
-}
-
-/// One system instance with `T_s` channel samples (module docs).
-#[derive(Clone, Debug, PartialEq)]
-pub struct StatInstance {
-    /// Constraint group.
-    pub group: usize,
-    /// The samples, each an [`Instance`] (true `h_t`, feedback `ĥ_t`, the common covariances,
-    /// targets and `ζ`).
-    pub samples: Vec<Instance>,
-    /// Statistical CSI `R̂_k` (sample covariance of the feedback), `K` matrices `[N × N]`.
-    pub r_hat: Vec<Array2<c64>>,
-    /// Sample covariance of the true channels (the perfect-CSI statistics of G-HBF-perf).
-    pub r_true: Vec<Array2<c64>>,
-}
-
-impl StatInstance {
-    /// SINR targets `γ_k` (common to all samples).
-    #[must_use]
-    pub fn targets(&self) -> &[f64] {
-        self.samples.first().map_or(&[], |s| s.targets.as_slice())
-    }
-
-    /// Side information `ζ = L` (common to all samples; 0 without samples).
-    #[must_use]
-    pub fn zeta(&self) -> f64 {
-        self.samples.first().map_or(0.0, |s| s.zeta)
-    }
-}
-
-/// Draws one [`StatInstance`]: `K` users with covariances as in [`crate::data::draw_instance`],
-/// `n_samples` channel samples each, DFT feedback with `n_keep` coefficients (oversampling 4 × 4).
-///
-/// # Errors
-/// [`Error::InvalidInput`] for a bad scenario, `n_keep = 0` or `n_samples = 0`; linear-algebra
-/// errors.
-pub fn draw_stat_instance<R: Rng + ?Sized>(
-    scenario: &Scenario,
-    n_keep: usize,
-    n_samples: usize,
-    group: usize,
-    rng: &mut R,
-) -> Result<StatInstance, Error> {
-    let (n1, n2) = scenario.n_antennas;
-    let (t_lo, t_hi) = scenario.target_db;
-    if n1 == 0 || n2 == 0 || scenario.n_users == 0 || n_keep == 0 || n_samples == 0 || !(t_lo <= t_hi) {
-        return Err(Error::InvalidInput(format!(
-            "bad statistical-CSI scenario {scenario:?}, L = {n_keep}, T = {n_samples}"
-        )));
-    }
-    if !(scenario.angular_spread_deg >= 0.0 && scenario.angular_spread_deg.is_finite()) {
-        return Err(Error::InvalidInput(format!("bad angular spread {}", scenario.angular_spread_deg)));
-    }
-    let sigma = scenario.angular_spread_deg.to_radians();
-    let max_angle = scenario.max_angle_deg.to_radians().abs();
-    let (mut cov, mut roots, mut targets) = (vec![], vec![], vec![]);
-    for _ in 0..scenario.n_users {
-        let phi1 = rng.random_range(-max_angle..=max_angle);
-        let phi2 = rng.random_range(-max_angle..=max_angle);
-        let r = upa_cov(n1, n2, phi1, phi2, sigma);
-        roots.push(psd_sqrt(&r)?);
-        cov.push(r);
-        targets.push(10f64.powf(rng.random_range(t_lo..=t_hi) / 10.0));
-    }
-    let mut samples = Vec::with_capacity(n_samples);
-    for _ in 0..n_samples {
-        let h: Vec<Array1<c64>> = roots.iter().map(|s| s.dot(&complex_normal(n1 * n2, rng))).collect();
-        let h_est = h.iter().map(|hk| dft_quantise(hk.view(), n1, n2, 4, 4, n_keep)).collect::<Result<Vec<_>, _>>()?;
-        samples.push(Instance {
-            group,
-            cov: cov.clone(),
-            h,
-            h_est,
-            err_cov: None,
-            targets: targets.clone(),
-            zeta: n_keep as f64,
-        });
-    }
-    let per_user = |est: bool| {
-        (0..scenario.n_users)
-            .map(|k| {
-                let v: Vec<Array1<c64>> =
-                    samples.iter().map(|s| if est { s.h_est[k].clone() } else { s.h[k].clone() }).collect();
-                sample_covariance(&v)
-            })
-            .collect::<Result<Vec<_>, _>>()
-    };
-    Ok(StatInstance { group, r_hat: per_user(true)?, r_true: per_user(false)?, samples })
-}
 
 /// A classical statistical-CSI design (module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -250,8 +145,31 @@ impl Default for StatisticalParams {
     }
 }
 
-/// Method names of the units, in unit order.
-pub const METHODS: [&str; 4] = ["G-HBF-perf", "G-HBF-marg", "U-G-HBF-GCN", "U-G-HBF-2GCN"];
+/// The units of Table 4, in unit order ([`StatisticalTable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Perfect statistics and samples.
+    GHbfPerf,
+    /// Feedback statistics and samples, one margin per `L`.
+    GHbfMarg,
+    /// One network on the statistical CSI.
+    UGHbfGcn,
+    /// An analog network on the statistical CSI and a baseband network on each sample.
+    UGHbf2Gcn,
+}
+
+impl TableUnit for Unit {
+    const ALL: &'static [Self] = &[Self::GHbfPerf, Self::GHbfMarg, Self::UGHbfGcn, Self::UGHbf2Gcn];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::GHbfPerf => "G-HBF-perf",
+            Self::GHbfMarg => "G-HBF-marg",
+            Self::UGHbfGcn => "U-G-HBF-GCN",
+            Self::UGHbf2Gcn => "U-G-HBF-2GCN",
+        }
+    }
+}
 
 /// The Table 4 experiment built from [`StatisticalParams`]: groups are the feedback levels `L`;
 /// units return `power` and `outage` at `x = L`; `G-HBF-marg` also `margin_db` and the
@@ -265,7 +183,7 @@ pub const METHODS: [&str; 4] = ["G-HBF-perf", "G-HBF-marg", "U-G-HBF-GCN", "U-G-
 /// validation traces and rows of Table 2's learned units.
 #[derive(Clone, Debug)]
 pub struct StatisticalTable {
-    table: OutageTable,
+    table: TableBase,
     n_keep: Vec<usize>,
     n_samples: usize,
     scenario: Scenario,
@@ -292,7 +210,7 @@ impl StatisticalTable {
         }
         let scenario = params.base.scenario(params.angular_spread_deg);
         let groups = params.n_keep.iter().map(|&l| (scenario.clone(), CsiModel::Quantised { n_keep: l })).collect();
-        let table = OutageTable::with_groups(params.base.clone(), groups)?;
+        let table = TableBase::new(params.base.clone(), groups)?;
         Ok(Self { table, n_keep: params.n_keep, n_samples: params.n_samples, scenario })
     }
 
@@ -314,37 +232,48 @@ impl StatisticalTable {
         )
     }
 
-    fn run(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, Error> {
-        let method = METHODS.get(unit).ok_or_else(|| Error::InvalidInput(format!("no unit {unit}")))?;
+    fn run(&self, unit: Unit, seed: u64) -> Result<Vec<CurveRow>, Error> {
+        let method = unit.label();
         let _span = tracing::info_span!("statistical_unit", method).entered();
         let (t, st) = (&self.table, self.table.settings()?);
         let n_groups = self.n_keep.len();
         let test = self.dataset(t.params().n_test, 2)?;
-        let rows = if unit == 0 {
-            t.table_rows(method, &evaluate_statistical(&st, &test, n_groups, StatDesign::PERFECT, None)?)
-        } else if unit >= 2 {
-            let (train, val) = (self.dataset(t.params().n_train, 0)?, self.dataset(t.params().n_val, 1)?);
-            let tp = TrainParams { epsilon: t.params().epsilon, ..t.params().train.clone() };
-            let trainer = Trainer::statistical(&t.params().gcn, st, tp, n_groups, &train, seed, unit == 3)?;
-            t.learned_unit(method, trainer, [&train, &val, &test], seed)?
-        } else {
-            let val = self.dataset(t.params().n_val, 1)?;
-            let (margins, mut rows) = t.bisect_margins(method, |g, m| {
-                let members: Vec<StatInstance> = val.iter().filter(|i| i.group == g).cloned().collect();
-                Ok(evaluate_statistical(&st, &members, n_groups, StatDesign::margin(m), None)?.outage[g])
-            })?;
-            let val_stats = evaluate_statistical(&st, &val, n_groups, StatDesign::margin(1.0), Some(&margins))?;
-            rows.extend(t.val_rows(method, &val_stats));
-            let stats = evaluate_statistical(&st, &test, n_groups, StatDesign::margin(1.0), Some(&margins))?;
-            rows.extend(t.table_rows(method, &stats));
-            rows
+        let rows = match unit {
+            Unit::GHbfPerf => {
+                t.table_rows(method, &evaluate_statistical(&st, &test, n_groups, StatDesign::PERFECT, None)?)
+            }
+            Unit::UGHbfGcn | Unit::UGHbf2Gcn => {
+                let (train, val) = (self.dataset(t.params().n_train, 0)?, self.dataset(t.params().n_val, 1)?);
+                let tp = TrainParams { epsilon: t.params().epsilon, ..t.params().train.clone() };
+                let two_networks = unit == Unit::UGHbf2Gcn;
+                let trainer = Trainer::statistical(&t.params().gcn, st, tp, n_groups, &train, seed, two_networks)?;
+                let data = [&train, &val, &test].map(|d| Systems::Statistical(d));
+                t.learned_unit(method, trainer, data, seed)?
+            }
+            Unit::GHbfMarg => self.margin_unit(method, &st, &test)?,
         };
         let xs: Vec<f64> = self.n_keep.iter().map(|&l| l as f64).collect();
         Ok(relabel_groups(rows, &xs))
     }
+
+    /// G-HBF-marg: one margin per `L` bisected on the validation systems, then the test rows.
+    fn margin_unit(&self, method: &str, st: &UnrollSettings, test: &[StatInstance]) -> Result<Vec<CurveRow>, Error> {
+        let t = &self.table;
+        let n_groups = self.n_keep.len();
+        let val = self.dataset(t.params().n_val, 1)?;
+        let (margins, mut rows) = t.bisect_margins(method, |g, m| {
+            let members: Vec<StatInstance> = val.iter().filter(|i| i.group == g).cloned().collect();
+            Ok(evaluate_statistical(st, &members, n_groups, StatDesign::margin(m), None)?.outage[g])
+        })?;
+        let val_stats = evaluate_statistical(st, &val, n_groups, StatDesign::margin(1.0), Some(&margins))?;
+        rows.extend(t.val_rows(method, &val_stats));
+        let stats = evaluate_statistical(st, test, n_groups, StatDesign::margin(1.0), Some(&margins))?;
+        rows.extend(t.table_rows(method, &stats));
+        Ok(rows)
+    }
 }
 
-impl_table_experiment!(StatisticalTable);
+impl_table_experiment!(StatisticalTable, Unit);
 
 /// Builds the experiment from its parameters.
 ///
@@ -363,10 +292,6 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn max_abs(a: &Array2<c64>) -> f64 {
-        a.iter().map(|z| z.norm()).fold(0.0, f64::max)
-    }
-
     fn settings() -> UnrollSettings {
         UnrollSettings {
             codebook: dft_codebook(4, 4, 1, 1).unwrap(),
@@ -376,40 +301,6 @@ mod tests {
             qos: QosOptions::default(),
             softmin_sharpness: 5.0,
         }
-    }
-
-    #[test]
-    fn sample_covariance_converges_to_the_covariance() {
-        let r = upa_cov(2, 2, 0.3, -0.4, 0.2);
-        let s = psd_sqrt(&r).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(4);
-        let draws: Vec<Array1<c64>> = (0..40_000).map(|_| s.dot(&complex_normal(4, &mut rng))).collect();
-        let err = |t: usize| max_abs(&(sample_covariance(&draws[..t]).unwrap() - &r));
-        let (e_small, e_large) = (err(40), err(40_000));
-        assert!(e_large < 0.03, "T = 40000: {e_large}");
-        assert!(e_large < e_small / 5.0, "{e_small} -> {e_large}");
-        // One sample: the rank-one outer product; Hermitian always.
-        let one = sample_covariance(&draws[..1]).unwrap();
-        assert!(max_abs(&(&one - &outer(draws[0].view(), draws[0].view()))) < 1e-15);
-        assert!(sample_covariance(&[]).is_err());
-        assert!(sample_covariance(&[draws[0].clone(), Array1::zeros(3)]).is_err());
-    }
-
-    #[test]
-    fn instances_share_statistics_across_samples() {
-        let sc = Scenario { angular_spread_deg: 5.0, ..Scenario::default() };
-        let inst = draw_stat_instance(&sc, 2, 6, 1, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
-        assert_eq!((inst.samples.len(), inst.r_hat.len(), inst.group), (6, 3, 1));
-        for s in &inst.samples {
-            assert_eq!(s.targets, inst.targets());
-            assert_eq!((s.zeta, s.group), (2.0, 1));
-            assert!(s.err_cov.is_none());
-        }
-        assert_ne!(inst.samples[0].h, inst.samples[1].h, "samples are independent draws");
-        let direct = sample_covariance(&inst.samples.iter().map(|s| s.h_est[2].clone()).collect::<Vec<_>>()).unwrap();
-        assert!(max_abs(&(&direct - &inst.r_hat[2])) < 1e-12);
-        assert!(draw_stat_instance(&sc, 0, 6, 0, &mut ChaCha8Rng::seed_from_u64(1)).is_err());
-        assert!(draw_stat_instance(&sc, 2, 0, 0, &mut ChaCha8Rng::seed_from_u64(1)).is_err());
     }
 
     #[test]

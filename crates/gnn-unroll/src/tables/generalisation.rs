@@ -26,9 +26,10 @@
 
 use beamlab_core::experiment::CurveRow;
 
+use super::common::{OutageTableParams, TableBase, relabel_groups};
+use super::{TableUnit, impl_table_experiment};
 use crate::Error;
 use crate::data::{CsiModel, Instance, Scenario};
-use crate::experiment::{OutageTable, OutageTableParams, relabel_groups};
 use crate::train::{TrainParams, Trainer, evaluate_designs};
 use crate::unroll::Architecture;
 
@@ -59,13 +60,39 @@ impl Default for GeneralisationParams {
     }
 }
 
-/// Method names of the units, in unit order.
-pub const METHODS: [&str; 5] = ["G-HBF-perf", "G-HBF-marg", "U-G-HBF-GCN", "U-G-HBF-GCN*", "U-FDBF-GCN"];
+/// The units of Table 3, in unit order (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Greedy on the true channel.
+    GHbfPerf,
+    /// Greedy on the estimate, one margin per `K`.
+    GHbfMarg,
+    /// Trained and validated on every `K`.
+    UGHbfGcn,
+    /// Trained and validated only on `train_users`, tested on every `K`.
+    UGHbfGcnStar,
+    /// The fully digital model, trained on every `K`.
+    UFdbfGcn,
+}
+
+impl TableUnit for Unit {
+    const ALL: &'static [Self] = &[Self::GHbfPerf, Self::GHbfMarg, Self::UGHbfGcn, Self::UGHbfGcnStar, Self::UFdbfGcn];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::GHbfPerf => "G-HBF-perf",
+            Self::GHbfMarg => "G-HBF-marg",
+            Self::UGHbfGcn => "U-G-HBF-GCN",
+            Self::UGHbfGcnStar => "U-G-HBF-GCN*",
+            Self::UFdbfGcn => "U-FDBF-GCN",
+        }
+    }
+}
 
 /// The experiment built from [`GeneralisationParams`].
 #[derive(Clone, Debug)]
 pub struct Generalisation {
-    table: OutageTable,
+    table: TableBase,
     user_counts: Vec<usize>,
     train_users: Vec<usize>,
 }
@@ -100,7 +127,7 @@ impl Generalisation {
                 (scenario, CsiModel::Pilot { lo_db: lo, hi_db: hi })
             })
             .collect();
-        let table = OutageTable::with_groups(params.base.clone(), groups)?;
+        let table = TableBase::new(params.base.clone(), groups)?;
         Ok(Self { table, user_counts: params.user_counts, train_users: params.train_users })
     }
 
@@ -109,28 +136,28 @@ impl Generalisation {
         set.iter().filter(|i| ks.contains(&i.targets.len())).cloned().collect()
     }
 
-    fn run(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, Error> {
-        let method = METHODS.get(unit).ok_or_else(|| Error::InvalidInput(format!("no unit {unit}")))?;
+    fn run(&self, unit: Unit, seed: u64) -> Result<Vec<CurveRow>, Error> {
+        let method = unit.label();
         let _span = tracing::info_span!("generalisation_unit", method).entered();
         let t = &self.table;
         let (n_groups, p) = (t.n_groups(), t.params());
         let test = t.dataset(p.n_test, 2)?;
         let rows = match unit {
-            0 => t.table_rows(
+            Unit::GHbfPerf => t.table_rows(
                 method,
                 &evaluate_designs(&test, n_groups, p.power_budget, |i| t.greedy_design(i, true, 1.0, false))?,
             ),
-            1 => {
+            Unit::GHbfMarg => {
                 let val = t.dataset(p.n_val, 1)?;
                 t.margin_unit(method, &val, &test, |i, m| t.greedy_design(i, false, m, true))?
             }
-            _ => {
+            Unit::UGHbfGcn | Unit::UGHbfGcnStar | Unit::UFdbfGcn => {
                 let (mut train, mut val) = (t.dataset(p.n_train, 0)?, t.dataset(p.n_val, 1)?);
-                if unit == 3 {
+                if unit == Unit::UGHbfGcnStar {
                     train = Self::only(&train, &self.train_users);
                     val = Self::only(&val, &self.train_users);
                 }
-                let arch = if unit == 4 { Architecture::FullyDigital } else { Architecture::Hybrid };
+                let arch = if unit == Unit::UFdbfGcn { Architecture::FullyDigital } else { Architecture::Hybrid };
                 let tp = TrainParams { epsilon: p.epsilon, ..p.train.clone() };
                 let trainer = Trainer::new(&p.gcn, t.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
                 t.learned_instance_unit(method, trainer, [&train, &val, &test], seed)?
@@ -141,7 +168,7 @@ impl Generalisation {
     }
 }
 
-impl_table_experiment!(Generalisation);
+impl_table_experiment!(Generalisation, Unit);
 
 /// Builds the experiment from its parameters.
 ///

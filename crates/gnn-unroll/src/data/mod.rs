@@ -11,6 +11,7 @@
 //! - Type-II-like DFT feedback quantisation with `L` kept coefficients ([`dft_quantise`]).
 //! - Constraint groups: each group fixes how the CSI is degraded (a pilot power, a uniform pilot
 //!   power range, or a feedback level); outage constraints are imposed per group.
+//! - Statistical-CSI systems of Table 4 ([`statistical`]): `T_s` samples of the same users.
 
 use beamlab_linalg_ops::{c64, cholesky_solve, self_adjoint_eigen};
 use ndarray::{Array1, Array2, ArrayView1};
@@ -19,6 +20,32 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::Error;
 use crate::util::adjoint;
+
+pub mod statistical;
+
+pub use statistical::{StatInstance, draw_stat_instance, sample_covariance};
+
+/// The oversampled 2-D DFT codebook `[N × O1 N1 · O2 N2]`, `N = N1 N2`:
+/// `c(i1, i2) = f_{N1}(i1 / (O1 N1)) ⊗ f_{N2}(i2 / (O2 N2)) / √N`, `f_n(u) = [e^{j2πul}]_{l<n}`,
+/// column index `i1 · O2 N2 + i2`. With `O1 = O2 = 1` the columns are orthonormal.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when any dimension is zero.
+pub fn dft_codebook(n1: usize, n2: usize, o1: usize, o2: usize) -> Result<Array2<c64>, Error> {
+    if n1 == 0 || n2 == 0 || o1 == 0 || o2 == 0 {
+        return Err(Error::InvalidInput(format!("codebook dimensions must be positive: {n1}x{n2}, O = {o1}x{o2}")));
+    }
+    let (c1, c2) = (o1 * n1, o2 * n2);
+    let n = n1 * n2;
+    let scale = 1.0 / (n as f64).sqrt();
+    Ok(Array2::from_shape_fn((n, c1 * c2), |(row, col)| {
+        let (l1, l2) = (row / n2, row % n2);
+        let (i1, i2) = (col / c2, col % c2);
+        let phase =
+            2.0 * std::f64::consts::PI * (i1 as f64 * l1 as f64 / c1 as f64 + i2 as f64 * l2 as f64 / c2 as f64);
+        c64::from_polar(scale, phase)
+    }))
+}
 
 /// Laplacian small-spread ULA covariance `[n × n]` at mean angle `phi` and spread `sigma` (radians).
 #[must_use]
@@ -142,7 +169,7 @@ pub fn dft_quantise(
     if h.iter().any(|z| !(z.re.is_finite() && z.im.is_finite())) {
         return Err(Error::InvalidInput("dft_quantise: non-finite channel".into()));
     }
-    let codebook = crate::greedy::dft_codebook(n1, n2, o1, o2)?;
+    let codebook = dft_codebook(n1, n2, o1, o2)?;
     let c2 = o2 * n2;
     let levels: Vec<f64> = (0..8).map(|k| 0.5f64.powf(k as f64 / 2.0)).collect();
     let zero_below = 0.5f64.powf(7.25);
@@ -376,7 +403,7 @@ mod tests {
 
     #[test]
     fn quantisation_is_exact_for_a_codeword_and_improves_with_l() {
-        let c = crate::greedy::dft_codebook(4, 4, 4, 4).unwrap();
+        let c = dft_codebook(4, 4, 4, 4).unwrap();
         let h = c.column(37).mapv(|z| z * c64::from_polar(2.0, 0.7));
         let q = dft_quantise(h.view(), 4, 4, 4, 4, 1).unwrap();
         assert!(q.iter().zip(h.iter()).all(|(a, b)| (a - b).norm() < 1e-12));

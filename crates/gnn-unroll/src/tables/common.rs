@@ -1,31 +1,7 @@
-//! The Table 2 experiment (spec §7, paper §5.2–5.3) as a
-//! [`FamilyExperiment`](beamlab_core::experiment::FamilyExperiment).
-//!
-//! Scenario: `N1 × N2` UPA, DFT codebook with `O = 1`, `M` RF chains, `K` users, targets uniform in
-//! dB, pilot-power constraint groups `ρ ∈ rho_db` plus one group with `ρ` uniform over their range
-//! (noisy MMSE estimates). Instances infeasible under perfect CSI (G-HBF-perf with the budget) are
-//! redrawn. The data (train / validation / test) depend only on `data_seed`, so every unit sees the
-//! same data; the unit seed drives network initialisation and batch order.
-//!
-//! Units (methods), each returning per-group rows `power` (mean transmit power, infeasible
-//! instances count `P_max`) and `outage` (fraction of test users with `SINR < γ`) at `x = group`:
-//!
-//! 0. `G-HBF-perf`: greedy on the true channel;
-//! 1. `G-HBF-marg`: greedy on the estimate with targets `γ Δ_g`, `Δ_g` bisected on the validation
-//!    set to the nominal outage; powers above `P_max` are scaled down (projection (33));
-//! 2. `U-G-HBF-GCN`: the unrolled network, annealing loss;
-//! 3. `U-G-HBF-FCN`: the same with `J = 0`;
-//! 4. `U-G-HBF-GCN-quantile`: the GCN with the quantile loss;
-//! 5. `U-FDBF-GCN`: the fully digital version (`A = I_N`, paper §5.1.3), annealing loss;
-//! 6. `FDBF-perf`: fully digital QoS power minimisation on the true channel (the fully digital
-//!    power lower bound, zero outage);
-//! 7. `FDBF-marg`: the same on the estimate with targets `γ Δ_g`, margins bisected like unit 1.
-//!
-//! Learned units also return their validation trace (`val_metric`, `val_power`, `val_outage` at
-//! `x = step`, and per group `val_dual_g{g}` (the dual `μ_g`) and `val_outage_g{g}`), the data of
-//! the annealing-versus-quantile comparison (spec §7 item 4); the margin units return `margin_db`
-//! per group. Learned and margin units also return `val_power_group` / `val_outage_group` at
-//! `x = group`: validation numbers at the restored step / the bisected margins.
+//! What the three outage tables share: the scenario, data-set, margin-search, network and
+//! training parameters ([`OutageTableParams`]), the base of every table ([`TableBase`]: its
+//! constraint groups, classical designs, data sets, margin bisection, learned units and rows),
+//! and the helpers Tables 3–4 reuse (`baseband_design`, `draw_feasible`, `relabel_groups`).
 
 use beamlab_core::experiment::CurveRow;
 use beamlab_linalg_ops::c64;
@@ -35,13 +11,13 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::Error;
-use crate::data::{CsiModel, Instance, Scenario, draw_instance, pilot_groups};
+use crate::data::{CsiModel, Instance, Scenario, draw_instance};
 use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, rank_one_covariances, snr_init};
 use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
 use crate::qos::{QosOptions, QosSystem, solve_qos};
-use crate::train::{ConstraintLoss, EvalStats, System, TrainParams, Trainer, evaluate_designs};
-use crate::unroll::{Architecture, UnrollSettings, UnrolledOutput};
+use crate::train::{EvalStats, Systems, TrainParams, Trainer, evaluate_designs};
+use crate::unroll::{UnrollSettings, UnrolledOutput};
 
 /// Parameters of the Table 2 experiment. Defaults are the quick profile (≈ 1–3 min on 2 cores);
 /// the CPU-scale profile of spec §7 is documented in docs/gnn-unroll.md.
@@ -129,35 +105,25 @@ impl Default for OutageTableParams {
     }
 }
 
-/// Method names of the units, in unit order (units 5–7 are the fully digital ones, appended so the
-/// hybrid units keep their indices).
-pub const METHODS: [&str; 8] = [
-    "G-HBF-perf",
-    "G-HBF-marg",
-    "U-G-HBF-GCN",
-    "U-G-HBF-FCN",
-    "U-G-HBF-GCN-quantile",
-    "U-FDBF-GCN",
-    "FDBF-perf",
-    "FDBF-marg",
-];
-
-/// The experiment built from [`OutageTableParams`].
+/// The base of a table experiment: validated parameters and the constraint groups (per group the
+/// scenario, e.g. Table 3's `K`, and the CSI degradation).
 #[derive(Clone, Debug)]
-pub struct OutageTable {
+pub(crate) struct TableBase {
     params: OutageTableParams,
-    /// Per constraint group: the scenario (Table 3 varies `K`) and the CSI degradation.
     groups: Vec<(Scenario, CsiModel)>,
 }
 
-impl OutageTable {
-    /// Validates the parameters.
+impl TableBase {
+    /// Validates `params` and the network's group inputs against `groups`.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] naming the offending field.
-    pub fn new(params: OutageTableParams) -> Result<Self, Error> {
+    pub(crate) fn new(params: OutageTableParams, groups: Vec<(Scenario, CsiModel)>) -> Result<Self, Error> {
         let p = &params;
         let bad = |m: &str| Err(Error::InvalidInput(format!("outage table: {m}")));
+        if groups.is_empty() {
+            return bad("no constraint groups");
+        }
         if p.n_antennas.contains(&0) || p.n_users == 0 || p.n_rf == 0 || p.n_rf > p.n_antennas[0] * p.n_antennas[1] {
             return bad("sizes must be positive with n_rf <= N1 N2");
         }
@@ -177,38 +143,15 @@ impl OutageTable {
             return bad("calibrate_learned_db must be in (0, 30]");
         }
         TrainParams { epsilon: p.epsilon, ..p.train.clone() }.check()?;
-        let scenario = p.scenario(p.angular_spread_deg);
-        let groups = pilot_groups(&p.rho_db).into_iter().map(|c| (scenario.clone(), c)).collect();
-        Self { groups, params }.checked_group_inputs()
-    }
-
-    /// One-hot group inputs of the network must match the number of constraint groups.
-    fn checked_group_inputs(self) -> Result<Self, Error> {
-        if let Some(n) = self.params.gcn.group_inputs {
-            if n.get() != self.groups.len() {
+        if let Some(n) = p.gcn.group_inputs {
+            if n.get() != groups.len() {
                 return Err(Error::InvalidInput(format!(
                     "outage table: gcn.group_inputs = {n} must be the number of constraint groups ({})",
-                    self.groups.len()
+                    groups.len()
                 )));
             }
         }
-        Ok(self)
-    }
-
-    /// The experiment's helpers with other constraint groups (Tables 3 and 4 reuse the Table 2
-    /// designs, data sets, margin search and rows).
-    pub(crate) fn with_groups(params: OutageTableParams, groups: Vec<(Scenario, CsiModel)>) -> Result<Self, Error> {
-        if groups.is_empty() {
-            return Err(Error::InvalidInput("outage table: no constraint groups".into()));
-        }
-        // Validate everything but the group inputs against the Table 2 groups, then the group
-        // inputs against the replacement groups.
-        let n_inputs = params.gcn.group_inputs;
-        let base =
-            Self::new(OutageTableParams { gcn: GcnConfig { group_inputs: None, ..params.gcn.clone() }, ..params })?;
-        let mut table = Self { groups, ..base };
-        table.params.gcn.group_inputs = n_inputs;
-        table.checked_group_inputs()
+        Ok(Self { params, groups })
     }
 
     pub(crate) fn params(&self) -> &OutageTableParams {
@@ -266,7 +209,7 @@ impl OutageTable {
     /// Fully digital design (`A = I_N`, `Φ = I_N`) on covariances of the true channel or the
     /// estimate with targets `γ·margin`; powers above the budget are scaled down when `project`,
     /// otherwise such instances are infeasible. Returns `(power, true SINRs)`.
-    fn digital_design(
+    pub(crate) fn digital_design(
         &self,
         inst: &Instance,
         use_truth: bool,
@@ -279,7 +222,7 @@ impl OutageTable {
 
     /// Per-group margins bisected on the validation set for `design(inst, margin)` (projected
     /// designs on the estimate), with `margin_db` rows and the validation rows at the margins.
-    fn calibrated_margins<F>(
+    pub(crate) fn calibrated_margins<F>(
         &self,
         method: &str,
         val: &[Instance],
@@ -373,60 +316,14 @@ impl OutageTable {
         rows
     }
 
-    fn run(&self, unit: usize, seed: u64) -> Result<Vec<CurveRow>, Error> {
-        let method = METHODS.get(unit).ok_or_else(|| Error::InvalidInput(format!("no unit {unit}")))?;
-        let _span = tracing::info_span!("outage_table_unit", method).entered();
-        let (n_groups, p_max, eps) = (self.groups.len(), self.params.power_budget, self.params.epsilon);
-        let test = self.dataset(self.params.n_test, 2)?;
-        match unit {
-            0 => {
-                let stats = evaluate_designs(&test, n_groups, p_max, |i| self.greedy_design(i, true, 1.0, false))?;
-                Ok(self.table_rows(method, &stats))
-            }
-            1 | 7 => {
-                let val = self.dataset(self.params.n_val, 1)?;
-                let design = |i: &Instance, m: f64| {
-                    if unit == 1 {
-                        self.greedy_design(i, false, m, true)
-                    } else {
-                        self.digital_design(i, false, m, true)
-                    }
-                };
-                let (margins, mut rows) = self.calibrated_margins(method, &val, design)?;
-                let stats =
-                    evaluate_designs(&test, n_groups, p_max, |i| design(i, margins[i.group.min(n_groups - 1)]))?;
-                rows.extend(self.table_rows(method, &stats));
-                Ok(rows)
-            }
-            6 => {
-                let stats = evaluate_designs(&test, n_groups, p_max, |i| self.digital_design(i, true, 1.0, false))?;
-                Ok(self.table_rows(method, &stats))
-            }
-            _ => {
-                let train = self.dataset(self.params.n_train, 0)?;
-                let val = self.dataset(self.params.n_val, 1)?;
-                let gcn = if unit == 3 {
-                    GcnConfig { filter_order: 0, ..self.params.gcn.clone() }
-                } else {
-                    self.params.gcn.clone()
-                };
-                let loss = if unit == 4 { ConstraintLoss::Quantile } else { self.params.train.loss.clone() };
-                let tp = TrainParams { epsilon: eps, loss, ..self.params.train.clone() };
-                let arch = if unit == 5 { Architecture::FullyDigital } else { Architecture::Hybrid };
-                let trainer = Trainer::new(&gcn, self.settings()?, tp, n_groups, &train, seed)?.with_architecture(arch);
-                self.learned_instance_unit(method, trainer, [&train, &val, &test], seed)
-            }
-        }
-    }
-
     /// A learned unit: trains `trainer` on `data = [train, val, test]` (instances or statistical
     /// systems; batch order from `seed`)
     /// and returns the validation trace, the validation rows at the restored step and the test rows.
-    pub(crate) fn learned_unit<S: System>(
+    pub(crate) fn learned_unit(
         &self,
         method: &str,
         trainer: Trainer,
-        data: [&[S]; 3],
+        data: [Systems<'_>; 3],
         seed: u64,
     ) -> Result<Vec<CurveRow>, Error> {
         Ok(self.trained_rows(method, trainer, data, seed)?.0)
@@ -441,7 +338,8 @@ impl OutageTable {
         data: [&[Instance]; 3],
         seed: u64,
     ) -> Result<Vec<CurveRow>, Error> {
-        let (mut rows, trainer) = self.trained_rows(method, trainer, data, seed)?;
+        let systems = data.map(Systems::Instances);
+        let (mut rows, trainer) = self.trained_rows(method, trainer, systems, seed)?;
         if let Some(c) = self.params.calibrate_learned_db {
             rows.extend(self.calibrated_learned_rows(
                 &format!("{method}+cal"),
@@ -455,11 +353,11 @@ impl OutageTable {
     }
 
     /// The rows of [`Self::learned_unit`] and the trained model.
-    fn trained_rows<S: System>(
+    fn trained_rows(
         &self,
         method: &str,
         mut trainer: Trainer,
-        data: [&[S]; 3],
+        data: [Systems<'_>; 3],
         seed: u64,
     ) -> Result<(Vec<CurveRow>, Trainer), Error> {
         let [train, val, test] = data;
@@ -634,117 +532,4 @@ pub(crate) fn relabel_groups(mut rows: Vec<CurveRow>, xs: &[f64]) -> Vec<CurveRo
         }
     }
     rows
-}
-
-impl_table_experiment!(OutageTable);
-
-/// Builds the experiment from its parameters.
-///
-/// # Errors
-/// As [`OutageTable::new`].
-pub fn outage_table(params: OutageTableParams) -> Result<OutageTable, Error> {
-    OutageTable::new(params)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use beamlab_core::experiment::FamilyExperiment;
-
-    fn tiny() -> OutageTableParams {
-        OutageTableParams {
-            n_train: 8,
-            n_val: 8,
-            n_test: 8,
-            margin_steps: 3,
-            train: TrainParams { n_steps: 2, batch_size: 4, eval_every: 1, ..TrainParams::default() },
-            ..OutageTableParams::default()
-        }
-    }
-
-    #[test]
-    fn calibrated_learned_series_bisects_one_offset_per_group_on_validation() {
-        let p = OutageTableParams { calibrate_learned_db: Some(3.0), margin_steps: 4, n_val: 24, ..tiny() };
-        let exp = outage_table(p.clone()).unwrap();
-        let rows = exp.run_unit(2, 1).unwrap();
-        let of = |series: &str, metric: &str| -> Vec<f64> {
-            rows.iter().filter(|r| r.series == series && r.metric == metric).map(|r| r.mean).collect()
-        };
-        let offsets = of("U-G-HBF-GCN+cal", "margin_db");
-        assert_eq!(offsets.len(), 4);
-        assert!(offsets.iter().all(|o| (-3.0..=3.0).contains(o)), "{offsets:?}");
-        // Bisection keeps the smallest offset with validation outage <= epsilon, or the upper
-        // end, or (when that is worse) no offset.
-        let val_outage = of("U-G-HBF-GCN+cal", "val_outage_group");
-        for (o, v) in offsets.iter().zip(&val_outage) {
-            assert!(*v <= 0.1 + 1e-12 || (*o - 3.0).abs() < 1e-9 || *o == 0.0, "offset {o} dB, outage {v}");
-        }
-        assert_eq!(of("U-G-HBF-GCN+cal", "outage").len(), 4);
-        // The plain series is unchanged by the extra rows.
-        let plain = outage_table(tiny()).unwrap().run_unit(2, 1).unwrap();
-        assert!(plain.iter().all(|r| !r.series.ends_with("+cal")));
-        let exp_plain = outage_table(OutageTableParams { calibrate_learned_db: None, ..p.clone() }).unwrap();
-        let same: Vec<CurveRow> = exp_plain.run_unit(2, 1).unwrap();
-        assert_eq!(rows.iter().filter(|r| r.series == "U-G-HBF-GCN").cloned().collect::<Vec<_>>(), same);
-        for bad in [-1.0, 0.0, 31.0, f64::NAN] {
-            assert!(outage_table(OutageTableParams { calibrate_learned_db: Some(bad), ..tiny() }).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn every_unit_runs_and_perfect_csi_has_no_outage() {
-        let exp = outage_table(tiny()).unwrap();
-        assert_eq!(exp.n_units(), 8);
-        let perf = exp.run_unit(0, 1).unwrap();
-        let outage: Vec<_> = perf.iter().filter(|r| r.metric == "outage").collect();
-        assert_eq!(outage.len(), 4);
-        assert!(outage.iter().all(|r| r.mean == 0.0), "{outage:?}");
-        assert!(perf.iter().filter(|r| r.metric == "power").all(|r| r.mean > 0.0 && r.mean <= 100.0));
-        let marg = exp.run_unit(1, 1).unwrap();
-        assert!(marg.iter().any(|r| r.metric == "margin_db"));
-        let gcn = exp.run_unit(2, 1).unwrap();
-        assert!(gcn.iter().any(|r| r.metric == "val_metric") && gcn.iter().any(|r| r.metric == "outage"));
-        // Deterministic for a seed.
-        assert_eq!(exp.run_unit(0, 1).unwrap(), perf);
-        // Fully digital units: the learned one runs; FDBF-perf has zero outage and never more
-        // power than G-HBF-perf on the same test instances (orthonormal codebook, module docs of
-        // `unroll::Architecture`); FDBF-marg calibrates margins.
-        let fd = exp.run_unit(5, 1).unwrap();
-        assert!(fd.iter().any(|r| r.metric == "val_dual_g0") && fd.iter().any(|r| r.metric == "outage"));
-        let fd_perf = exp.run_unit(6, 1).unwrap();
-        let pick = |rows: &[CurveRow], m: &str| -> Vec<f64> {
-            rows.iter().filter(|r| r.metric == m).map(|r| r.mean).collect()
-        };
-        assert!(pick(&fd_perf, "outage").iter().all(|o| *o == 0.0), "{fd_perf:?}");
-        for (d, h) in pick(&fd_perf, "power").iter().zip(pick(&perf, "power")) {
-            assert!(*d <= h * (1.0 + 1e-9), "FDBF-perf {d} > G-HBF-perf {h}");
-        }
-        let fd_marg = exp.run_unit(7, 1).unwrap();
-        assert_eq!(pick(&fd_marg, "margin_db").len(), 4);
-        assert_eq!(exp.unit_label(5), "U-FDBF-GCN");
-    }
-
-    #[test]
-    fn params_are_validated_and_strict() {
-        assert!(outage_table(OutageTableParams { n_rf: 17, ..tiny() }).is_err());
-        assert!(outage_table(OutageTableParams { epsilon: 0.0, ..tiny() }).is_err());
-        assert!(outage_table(OutageTableParams { rho_db: vec![], ..tiny() }).is_err());
-        // Group inputs must match the number of groups (the fixed pilot powers plus the uniform one).
-        let gi = |n, rho_db: Vec<f64>| OutageTableParams {
-            gcn: GcnConfig { group_inputs: std::num::NonZeroUsize::new(n), ..GcnConfig::default() },
-            rho_db,
-            ..tiny()
-        };
-        assert!(outage_table(gi(4, vec![0.0, 5.0, 10.0])).is_ok() && outage_table(gi(3, vec![0.0, 10.0])).is_ok());
-        assert!(outage_table(gi(3, vec![0.0, 5.0, 10.0])).is_err() && outage_table(gi(4, vec![0.0, 10.0])).is_err());
-        let p: OutageTableParams =
-            serde_json::from_str(r#"{"gcn": {"group_inputs": 4}, "calibrate_learned_db": 3.0}"#).unwrap();
-        assert_eq!((p.gcn.n_group_inputs(), p.calibrate_learned_db), (4, Some(3.0)));
-        assert!(serde_json::from_str::<OutageTableParams>(r#"{"gcn": {"group_inputs": 0}}"#).is_err());
-        let p: OutageTableParams =
-            serde_json::from_str(r#"{"n_users": 4, "train": {"n_steps": 5}, "gcn": {"width": 8}}"#).unwrap();
-        assert_eq!((p.n_users, p.train.n_steps, p.gcn.width, p.n_rf), (4, 5, 8, 5));
-        assert!(serde_json::from_str::<OutageTableParams>(r#"{"n_userz": 4}"#).is_err());
-        assert!(serde_json::from_str::<OutageTableParams>(r#"{"train": {"loss": {"kind": "quantile"}}}"#).is_ok());
-    }
 }
