@@ -9,6 +9,8 @@
 //! ## Layers (each module uses only the ones above it in this list)
 //!
 //! - [`error`]: the error type [`MetaLearnError`];
+//! - `iteration`: one robust WMMSE update in split layout, the one implementation the classical
+//!   loop and the learned method's unrolled loop share;
 //! - [`wmmse`]: the system parameters and the classical baselines as plain functions — robust
 //!   WMMSE with a known covariance, WMMSE on `h̄`, SAA stochastic WMMSE — and
 //!   [`RobustWmmseBeamformer`]; [`lagd`]: the LAGD baseline;
@@ -49,6 +51,7 @@ pub mod covnet;
 pub mod error;
 pub mod experiment;
 pub mod fast;
+mod iteration;
 pub mod lagd;
 pub mod maml;
 #[cfg(test)]

@@ -19,18 +19,16 @@
 //! exact: the update is the WMMSE minimiser for the Lagrange multiplier that makes the power
 //! constraint tight up to the rescaling (the usual "normalised WMMSE").
 //!
-//! The learned method runs the same iteration, unrolled `T` times, in [`crate::fast`] (split
-//! real/imaginary buffers, the split-complex Cholesky of `beamlab_linalg_ops::small::split`, every
-//! iterate kept in a reusable workspace for the reverse pass). The two loops stay separate because
-//! this one must accept arbitrary (checked) covariances, stop on a tolerance and report its
-//! objective, while the unrolled one runs a fixed `T` without allocating; the tests tie them (the
-//! oracle's unrolled graph equals [`robust_wmmse_fixed`] to 1e-10, the fast loop equals the graph).
+//! The update itself is [`crate::iteration::robust_iteration`] (split real/imaginary layout,
+//! split-complex Cholesky of `B`), the same function the learned method runs `T` times in
+//! [`crate::fast`]; this module adds the checks, the stopping rule and the objective trace.
 
 use beamlab_core::{Beamformer, CoreError, Diagnostics, Precoder, Problem, Solution};
 use beamlab_linalg_ops::{c64, cholesky_solve, self_adjoint_eigen};
 use ndarray::{Array1, Array2};
 
 use crate::MetaLearnError;
+use crate::iteration::{Block, Values, robust_iteration};
 
 /// Stopping rule of the classical iterations.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -187,56 +185,120 @@ fn inner(a: &Array1<c64>, b: ndarray::ArrayView1<'_, c64>) -> c64 {
     a.iter().zip(b.iter()).map(|(x, y)| x.conj() * y).sum()
 }
 
-/// One robust WMMSE update from `v` (shapes and PSD assumed checked); returns the new precoder
-/// and the robust rate `Σ ω_k log2 w_k` at `v`.
-fn robust_step(
-    h_bar: &[Array1<c64>],
-    cov: Option<&[Array2<c64>]>,
-    sys: &SystemParams,
-    v: &Array2<c64>,
-) -> Result<(Array2<c64>, f64), MetaLearnError> {
-    let (m, k_users) = v.dim();
-    let mut b = Array2::<c64>::zeros((m, m));
-    let mut coef = vec![c64::new(0.0, 0.0); k_users];
-    let mut mu = 0.0;
-    let mut objective = 0.0;
-    for k in 0..k_users {
-        let hk = &h_bar[k];
-        let mut a = sys.noise[k];
-        let mut g_kk = c64::new(0.0, 0.0);
-        for i in 0..k_users {
-            let g = inner(hk, v.column(i));
-            a += g.norm_sqr();
-            if let Some(r) = cov {
-                let rv = r[k].dot(&v.column(i));
-                a += inner(&v.column(i).to_owned(), rv.view()).re;
+/// The classical loop's state in the split layout of [`crate::iteration`]: the block constants
+/// (covariances made exactly Hermitian, `(R + Rᴴ)/2`, which leaves Hermitian input unchanged),
+/// the current precoder and the buffers of one iteration.
+struct RobustLoop {
+    m: usize,
+    k: usize,
+    ht: (Vec<f64>, Vec<f64>),
+    r: (Vec<f64>, Vec<f64>),
+    c: (Vec<f64>, Vec<f64>),
+    v: (Vec<f64>, Vec<f64>),
+    v_next: (Vec<f64>, Vec<f64>),
+    g: Vec<c64>,
+    rv: (Vec<f64>, Vec<f64>),
+    a: Vec<f64>,
+    u: Vec<c64>,
+    w: Vec<f64>,
+    lam: Vec<f64>,
+    l: (Vec<f64>, Vec<f64>),
+    lt: (Vec<f64>, Vec<f64>),
+    x: (Vec<f64>, Vec<f64>),
+}
+
+impl RobustLoop {
+    /// From checked columns, optional covariances of matching shapes and the MRT start.
+    fn new(h_bar: &[Array1<c64>], cov: Option<&[Array2<c64>]>, power: f64) -> Result<Self, MetaLearnError> {
+        let (m, k) = (h_bar[0].len(), h_bar.len());
+        if let Some(c) = cov {
+            if c.len() != k {
+                return Err(MetaLearnError::shape("covariances", k, c.len()));
             }
-            if i == k {
-                g_kk = g;
-            }
-        }
-        let u = g_kk / a;
-        let w = 1.0 / (1.0 - g_kk.norm_sqr() / a);
-        objective += sys.weights[k] * w.log2();
-        let lambda = sys.weights[k] * w * u.norm_sqr();
-        mu += lambda * sys.noise[k] / sys.power;
-        coef[k] = u * (sys.weights[k] * w);
-        for i in 0..m {
-            for j in 0..m {
-                b[[i, j]] += hk[i] * hk[j].conj() * lambda;
+            if let Some(r) = c.iter().find(|r| r.dim() != (m, m)) {
+                return Err(MetaLearnError::shape("covariance", format!("{m}x{m}"), format!("{:?}", r.dim())));
             }
         }
-        if let Some(r) = cov {
-            b.scaled_add(c64::new(lambda, 0.0), &r[k]);
+        let zeros = |n: usize| (vec![0.0; n], vec![0.0; n]);
+        let (km, mm) = (k * m, m * m);
+        let ht = (
+            h_bar.iter().flat_map(|h| h.iter().map(|z| z.re)).collect(),
+            h_bar.iter().flat_map(|h| h.iter().map(|z| z.im)).collect(),
+        );
+        let (mut r, mut c) = (zeros(k * mm), zeros(k * mm));
+        for (kk, h) in h_bar.iter().enumerate() {
+            for i in 0..m {
+                for j in 0..m {
+                    let q = kk * mm + i * m + j;
+                    let rij = cov.map_or(c64::new(0.0, 0.0), |cv| (cv[kk][[i, j]] + cv[kk][[j, i]].conj()) * 0.5);
+                    let hh = h[i] * h[j].conj();
+                    (r.0[q], r.1[q]) = (rij.re, rij.im);
+                    (c.0[q], c.1[q]) = (rij.re + hh.re, rij.im + hh.im);
+                }
+            }
         }
+        let v0 = mrt_start(h_bar, power)?;
+        let v = ((0..km).map(|q| v0[[q % m, q / m]].re).collect(), (0..km).map(|q| v0[[q % m, q / m]].im).collect());
+        Ok(Self {
+            m,
+            k,
+            ht,
+            r,
+            c,
+            v,
+            v_next: zeros(km),
+            g: vec![c64::new(0.0, 0.0); k * k],
+            rv: zeros(k * km),
+            a: vec![0.0; k],
+            u: vec![c64::new(0.0, 0.0); k],
+            w: vec![0.0; k],
+            lam: vec![0.0; k],
+            l: zeros(mm),
+            lt: zeros(mm),
+            x: zeros(km),
+        })
     }
-    for i in 0..m {
-        b[[i, i]] += mu;
+
+    /// One update; returns the robust rate `Σ ω_k log2 w_k` at the precoder before it.
+    fn step(&mut self, sys: &SystemParams) -> Result<f64, MetaLearnError> {
+        let block = Block {
+            m: self.m,
+            k: self.k,
+            ht_re: &self.ht.0,
+            ht_im: &self.ht.1,
+            r_re: &self.r.0,
+            r_im: &self.r.1,
+            c_re: &self.c.0,
+            c_im: &self.c.1,
+            noise: &sys.noise,
+            weights: &sys.weights,
+            power: sys.power,
+        };
+        let values = Values {
+            g: &mut self.g,
+            rv_re: &mut self.rv.0,
+            rv_im: &mut self.rv.1,
+            a: &mut self.a,
+            u: &mut self.u,
+            w: &mut self.w,
+            lam: &mut self.lam,
+            l_re: &mut self.l.0,
+            l_im: &mut self.l.1,
+            lt_re: &mut self.lt.0,
+            lt_im: &mut self.lt.1,
+            x_re: &mut self.x.0,
+            x_im: &mut self.x.1,
+        };
+        robust_iteration(&block, &self.v.0, &self.v.1, values, &mut self.v_next.0, &mut self.v_next.1)?;
+        std::mem::swap(&mut self.v, &mut self.v_next);
+        Ok(self.w.iter().zip(&sys.weights).map(|(w, om)| om * w.log2()).sum())
     }
-    let rhs = Array2::from_shape_fn((m, k_users), |(i, k)| h_bar[k][i] * coef[k]);
-    let mut v_new = cholesky_solve(b.view(), rhs.view())?;
-    normalise(&mut v_new, sys.power);
-    Ok((v_new, objective))
+
+    /// The current precoder `V: [M × K]`.
+    fn precoder(&self) -> Array2<c64> {
+        let m = self.m;
+        Array2::from_shape_fn((m, self.k), |(i, j)| c64::new(self.v.0[j * m + i], self.v.1[j * m + i]))
+    }
 }
 
 /// Robust WMMSE (spec §3) with covariances `cov` (`None` = WMMSE on `h̄`), iterated from MRT
@@ -268,12 +330,11 @@ pub fn robust_wmmse(
     if let Some(c) = cov {
         check_covariances(c, h_bar.len(), m)?;
     }
-    let mut v = mrt_start(h_bar, sys.power)?;
+    let mut state = RobustLoop::new(h_bar, cov, sys.power)?;
     let mut trace = Vec::new();
     let mut converged = false;
     for _ in 0..config.max_n_iterations {
-        let (v_new, obj) = robust_step(h_bar, cov, sys, &v)?;
-        v = v_new;
+        let obj = state.step(sys)?;
         let done = trace.last().is_some_and(|&l: &f64| (obj - l).abs() < config.tolerance);
         trace.push(obj);
         if done {
@@ -281,11 +342,11 @@ pub fn robust_wmmse(
             break;
         }
     }
-    Ok(WmmseOutput { v, n_iterations: trace.len(), converged, objective_trace: trace })
+    Ok(WmmseOutput { v: state.precoder(), n_iterations: trace.len(), converged, objective_trace: trace })
 }
 
-/// Exactly `n_iterations` robust WMMSE updates from MRT, with no stopping rule and no input
-/// checks beyond shapes (the classical twin of the unrolled, differentiable version).
+/// Exactly `n_iterations` robust WMMSE updates from MRT, with no stopping rule and no
+/// covariance checks beyond shapes (the classical twin of the unrolled version).
 ///
 /// # Errors
 /// As [`robust_wmmse`].
@@ -297,11 +358,11 @@ pub fn robust_wmmse_fixed(
 ) -> Result<Array2<c64>, MetaLearnError> {
     check_columns(h_bar)?;
     sys.check(h_bar.len())?;
-    let mut v = mrt_start(h_bar, sys.power)?;
+    let mut state = RobustLoop::new(h_bar, cov, sys.power)?;
     for _ in 0..n_iterations {
-        v = robust_step(h_bar, cov, sys, &v)?.0;
+        state.step(sys)?;
     }
-    Ok(v)
+    Ok(state.precoder())
 }
 
 /// Sample-average (SAA) stochastic WMMSE over the samples `samples[k][n]` (spec §7 "SWMMSE"):

@@ -11,7 +11,7 @@ use super::workspace::{FastWorkspace, resize};
 use super::{BN_EPS, FastNet, FastTask};
 
 #[inline]
-pub(super) fn axpy(y: &mut [f64], s: f64, x: &[f64]) {
+fn axpy(y: &mut [f64], s: f64, x: &[f64]) {
     for (a, b) in y.iter_mut().zip(x) {
         *a += s * b;
     }

@@ -1,8 +1,7 @@
 //! The `T` unrolled robust WMMSE iterations of the fast path, forward (keeping the per-iteration
-//! trace) and reverse (adjoint equations in [`super`]). One iteration is the classical update of
-//! [`crate::wmmse`] (spec (13)–(17)); `B = Σ_k λ_k (h̄_k h̄_kᴴ + R_k) + μI` is factored by the
-//! split-complex Cholesky of `beamlab_linalg_ops::small::split`, whose factor also serves the
-//! adjoint solve `B⁻ᴴ X̂` (`B` is Hermitian).
+//! trace) and reverse (adjoint equations in [`super`]). One iteration is
+//! [`crate::iteration::robust_iteration`], the update the classical loop of [`crate::wmmse`] runs
+//! too; its Cholesky factor of `B` also serves the adjoint solve `B⁻ᴴ X̂` (`B` is Hermitian).
 
 // Index loops over several parallel buffers are the clearest form of these kernels.
 #![allow(clippy::needless_range_loop)]
@@ -10,10 +9,10 @@
 use beamlab_linalg_ops::c64;
 use beamlab_linalg_ops::small::split::{self, cdot_conj, dot};
 
-use super::network::axpy;
 use super::workspace::FastWorkspace;
 use super::{FastNet, FastTask};
 use crate::MetaLearnError;
+use crate::iteration::{Block, Values, robust_iteration};
 
 /// `b += a · conj(x)` (complex scalar `a`, vectors as (re, im) slices).
 #[inline]
@@ -43,99 +42,38 @@ impl FastNet {
         // The MRT start, computed once per block (`FastTask::v0_*`).
         sv.v_re[..km].copy_from_slice(&task.v0_re);
         sv.v_im[..km].copy_from_slice(&task.v0_im);
+        let block = Block {
+            m,
+            k,
+            ht_re: &task.ht_re,
+            ht_im: &task.ht_im,
+            r_re: &sv.r_re,
+            r_im: &sv.r_im,
+            c_re: &sv.c_re,
+            c_im: &sv.c_im,
+            noise: &sys.noise,
+            weights: &sys.weights,
+            power: sys.power,
+        };
         for t in 0..t_max {
             let (vr_all, vr_next) = sv.v_re.split_at_mut((t + 1) * km);
             let (vi_all, vi_next) = sv.v_im.split_at_mut((t + 1) * km);
-            let (vr, vi) = (&vr_all[t * km..], &vi_all[t * km..]);
-            let g = &mut sv.g[t * kk_n..(t + 1) * kk_n];
-            for kk in 0..k {
-                let (hr, hi) = (&task.ht_re[kk * m..(kk + 1) * m], &task.ht_im[kk * m..(kk + 1) * m]);
-                for i in 0..k {
-                    let (re, im) = cdot_conj(hr, hi, &vr[i * m..(i + 1) * m], &vi[i * m..(i + 1) * m]);
-                    g[kk * k + i] = c64::new(re, im);
-                }
-            }
-            let rv_re = &mut sv.rv_re[t * k * km..(t + 1) * k * km];
-            let rv_im = &mut sv.rv_im[t * k * km..(t + 1) * k * km];
-            let (a, u, w, lam) = (
-                &mut sv.a[t * k..(t + 1) * k],
-                &mut sv.u[t * k..(t + 1) * k],
-                &mut sv.w[t * k..(t + 1) * k],
-                &mut sv.lam[t * k..(t + 1) * k],
-            );
-            for kk in 0..k {
-                let (rr, ri) = (&sv.r_re[kk * mm..(kk + 1) * mm], &sv.r_im[kk * mm..(kk + 1) * mm]);
-                // R_k V by columns: (R v)[·] = Σ_j v[j] conj(R[j, ·]) (R Hermitian), contiguous axpys.
-                let (rvr_k, rvi_k) = (&mut rv_re[kk * km..(kk + 1) * km], &mut rv_im[kk * km..(kk + 1) * km]);
-                rvr_k.fill(0.0);
-                rvi_k.fill(0.0);
-                for j in 0..m {
-                    let (pr, pi) = (&rr[j * m..(j + 1) * m], &ri[j * m..(j + 1) * m]);
-                    for i in 0..k {
-                        let (a, b) = (vr[i * m + j], vi[i * m + j]);
-                        for ((o, p), q) in rvr_k[i * m..(i + 1) * m].iter_mut().zip(pr).zip(pi) {
-                            *o += a * p + b * q;
-                        }
-                        for ((o, p), q) in rvi_k[i * m..(i + 1) * m].iter_mut().zip(pr).zip(pi) {
-                            *o += b * p - a * q;
-                        }
-                    }
-                }
-                let mut quad = 0.0;
-                for i in 0..k {
-                    let o = i * m;
-                    quad += dot(&vr[o..o + m], &rvr_k[o..o + m]) + dot(&vi[o..o + m], &rvi_k[o..o + m]);
-                }
-                a[kk] = sys.noise[kk] + quad + g[kk * k..(kk + 1) * k].iter().map(|z| z.norm_sqr()).sum::<f64>();
-                let d = g[kk * k + kk];
-                u[kk] = d / a[kk];
-                w[kk] = a[kk] / (a[kk] - d.norm_sqr());
-                lam[kk] = sys.weights[kk] * w[kk] * u[kk].norm_sqr();
-            }
-            let mu: f64 = (0..k).map(|kk| lam[kk] * sys.noise[kk]).sum::<f64>() / sys.power;
-            // B = Σ λ_k C_k + μ I (lower triangle), Cholesky in place.
-            let lr = &mut sv.l_re[t * mm..(t + 1) * mm];
-            let li = &mut sv.l_im[t * mm..(t + 1) * mm];
-            for i in 0..m {
-                let (br, bi) = (&mut lr[i * m..i * m + i + 1], &mut li[i * m..i * m + i + 1]);
-                br.fill(0.0);
-                bi.fill(0.0);
-                for kk in 0..k {
-                    let o = kk * mm + i * m;
-                    axpy(br, lam[kk], &sv.c_re[o..o + i + 1]);
-                    axpy(bi, lam[kk], &sv.c_im[o..o + i + 1]);
-                }
-                br[i] += mu;
-            }
-            split::cholesky_in_place(lr, li, m)?;
-            let ltr = &mut sv.lt_re[t * mm..(t + 1) * mm];
-            let lti = &mut sv.lt_im[t * mm..(t + 1) * mm];
-            split::transpose_lower(lr, li, ltr, lti, m);
-            let xr = &mut sv.x_re[t * km..(t + 1) * km];
-            let xi = &mut sv.x_im[t * km..(t + 1) * km];
-            for kk in 0..k {
-                let c = u[kk] * (sys.weights[kk] * w[kk]);
-                for row in 0..m {
-                    let h = c64::new(task.ht_re[kk * m + row], task.ht_im[kk * m + row]) * c;
-                    xr[kk * m + row] = h.re;
-                    xi[kk * m + row] = h.im;
-                }
-                split::cholesky_solve_in_place(
-                    lr,
-                    li,
-                    ltr,
-                    lti,
-                    m,
-                    &mut xr[kk * m..(kk + 1) * m],
-                    &mut xi[kk * m..(kk + 1) * m],
-                );
-            }
-            let nx = (dot(xr, xr) + dot(xi, xi)).sqrt();
-            let s = sys.power.sqrt() / nx;
-            for i in 0..km {
-                vr_next[i] = xr[i] * s;
-                vi_next[i] = xi[i] * s;
-            }
+            let values = Values {
+                g: &mut sv.g[t * kk_n..(t + 1) * kk_n],
+                rv_re: &mut sv.rv_re[t * k * km..(t + 1) * k * km],
+                rv_im: &mut sv.rv_im[t * k * km..(t + 1) * k * km],
+                a: &mut sv.a[t * k..(t + 1) * k],
+                u: &mut sv.u[t * k..(t + 1) * k],
+                w: &mut sv.w[t * k..(t + 1) * k],
+                lam: &mut sv.lam[t * k..(t + 1) * k],
+                l_re: &mut sv.l_re[t * mm..(t + 1) * mm],
+                l_im: &mut sv.l_im[t * mm..(t + 1) * mm],
+                lt_re: &mut sv.lt_re[t * mm..(t + 1) * mm],
+                lt_im: &mut sv.lt_im[t * mm..(t + 1) * mm],
+                x_re: &mut sv.x_re[t * km..(t + 1) * km],
+                x_im: &mut sv.x_im[t * km..(t + 1) * km],
+            };
+            robust_iteration(&block, &vr_all[t * km..], &vi_all[t * km..], values, vr_next, vi_next)?;
         }
         Ok(())
     }
