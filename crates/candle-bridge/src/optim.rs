@@ -114,7 +114,7 @@ impl VarAdam {
                 )));
             }
             read_f64(g, &mut grad[..n])?;
-            let op = AdamInPlace {
+            let op = InPlaceAdamStep {
                 adam: RefCell::new(adam),
                 grad: &grad[..n],
                 theta: RefCell::new(&mut theta[..n]),
@@ -142,14 +142,14 @@ fn read_f64(t: &Tensor, out: &mut [f64]) -> Result<(), BridgeError> {
 }
 
 /// The in-place update of one variable along `grad` (its gradient, already converted to `f64`).
-struct AdamInPlace<'a> {
+struct InPlaceAdamStep<'a> {
     adam: RefCell<&'a mut Adam>,
     grad: &'a [f64],
     theta: RefCell<&'a mut [f64]>,
     lr: f64,
 }
 
-impl InplaceOp1 for AdamInPlace<'_> {
+impl InplaceOp1 for InPlaceAdamStep<'_> {
     fn name(&self) -> &'static str {
         "beamlab-var-adam"
     }
