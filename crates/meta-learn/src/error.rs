@@ -12,9 +12,6 @@ pub enum MetaLearnError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A configuration of the LAGD baseline is out of range (LAGD moves to `beamlab-baselines`).
-    #[error("invalid parameter: {0}")]
-    InvalidParameter(String),
     /// Inputs whose shapes do not fit each other or the network.
     #[error("{what}: expected {expected}, found {found}")]
     ShapeMismatch {
@@ -72,7 +69,7 @@ pub enum MetaLearnError {
     /// Linear algebra (including a solver matrix that is not positive definite).
     #[error(transparent)]
     Linalg(#[from] beamlab_linalg_ops::LinalgError),
-    /// The MRT start.
+    /// A baseline (the matched-filter start, LAGD).
     #[error(transparent)]
     Baseline(#[from] beamlab_baselines::BaselineError),
     /// Channel / error model.

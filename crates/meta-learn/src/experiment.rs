@@ -29,7 +29,8 @@
 //! The default `figures` are the first three (the quick profile); Figs 6 and 7 train one model
 //! per point and are opt-in.
 
-use beamlab_channel::unknown_error::{haar_unitary, miso_columns, sample_error_block};
+use beamlab_baselines::{LagdParams, lagd};
+use beamlab_channel::unknown_error::{channel_from_columns, haar_unitary, miso_columns, sample_error_block};
 use beamlab_channel::{EigenProfile, Uma38901Params, UnknownErrorParams, UserErrorBlock, rayleigh, uma38901};
 use beamlab_core::CoreError;
 use beamlab_core::experiment::{CurveRow, FamilyExperiment};
@@ -42,7 +43,6 @@ use rand_chacha::ChaCha8Rng;
 use crate::MetaLearnError;
 use crate::covnet::{CovHead, CovNet, CovNetConfig, Params, Task};
 use crate::fast::precoder_of;
-use crate::lagd::{LagdConfig, lagd};
 use crate::maml::{BasisSelection, MbMaml, MbMamlConfig, inner_adapt};
 use crate::wmmse::{SystemParams, WmmseConfig, robust_wmmse, swmmse, wsr};
 
@@ -541,11 +541,25 @@ impl MbMamlExperiment {
             vals[2].push(wsr(&ht, &swmmse(&samples, &b.sys, &cfg)?.v, &b.sys)?);
             vals[3].push(wsr(&ht, &robust_wmmse(&h_bar, Some(&r_e), &b.sys, &cfg)?.v, &b.sys)?);
             vals[4].push(wsr(&ht, &robust_wmmse(&ht, None, &b.sys, &cfg)?.v, &b.sys)?);
-            vals[5].push(wsr(&ht, &lagd(&h_bar, &b.sys, &LagdConfig::default(), lagd_rng)?.v, &b.sys)?);
+            vals[5].push(wsr(&ht, &lagd_precoder(&h_bar, &b.sys, lagd_rng)?, &b.sys)?);
             vals[6].push(adapted_wsr(p, net, model, b, p.max_adaptation_steps)?);
         }
         Ok(names.iter().zip(&vals).map(|(n, v)| CurveRow::summarise(n, metric, x, v)).collect())
     }
+}
+
+/// The LAGD baseline (`beamlab_baselines::lagd`, precoder form, the paper's settings) on the
+/// estimate `h̄`.
+fn lagd_precoder(
+    h_bar: &[Array1<c64>],
+    sys: &SystemParams,
+    rng: &mut ChaCha8Rng,
+) -> Result<Array2<c64>, MetaLearnError> {
+    let core = |e: beamlab_core::CoreError| MetaLearnError::Baseline(e.into());
+    let mut problem = beamlab_core::Problem::new(channel_from_columns(h_bar)?, 1.0, sys.power).map_err(core)?;
+    problem.noise_power.clone_from(&sys.noise);
+    let problem = problem.with_weights(sys.weights.clone()).map_err(core)?;
+    Ok(lagd(&problem, &LagdParams::default(), rng)?.w)
 }
 
 impl FamilyExperiment for MbMamlExperiment {

@@ -13,7 +13,7 @@
 //!   loop and the learned method's unrolled loop share;
 //! - [`wmmse`]: the system parameters and the classical baselines as plain functions — robust
 //!   WMMSE with a known covariance, WMMSE on `h̄`, SAA stochastic WMMSE — and
-//!   [`RobustWmmseBeamformer`]; [`lagd`]: the LAGD baseline;
+//!   [`RobustWmmseBeamformer`] (the LAGD baseline is `beamlab_baselines::lagd`, precoder form);
 //! - [`covnet`]: the covariance network's configuration, heads, parameter layout and the block
 //!   type [`Task`];
 //! - [`fast`]: the production path — network → head → fusion → `T` unrolled robust WMMSE
@@ -52,7 +52,6 @@ pub mod error;
 pub mod experiment;
 pub mod fast;
 mod iteration;
-pub mod lagd;
 pub mod maml;
 #[cfg(test)]
 mod oracle;

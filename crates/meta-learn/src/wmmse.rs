@@ -167,12 +167,6 @@ pub(crate) fn mrt_start(h_bar: &[Array1<c64>], power: f64) -> Result<Array2<c64>
     Ok(beamlab_baselines::matched_filter(columns_matrix(h_bar).view(), power)?)
 }
 
-/// [`mrt_start`] for the LAGD baseline, which moves to `beamlab-baselines` (an all-zero channel,
-/// which LAGD's callers exclude, gives the zero matrix).
-pub(crate) fn mrt_init(h_bar: &[Array1<c64>], power: f64) -> Array2<c64> {
-    mrt_start(h_bar, power).unwrap_or_else(|_| columns_matrix(h_bar))
-}
-
 fn normalise(v: &mut Array2<c64>, power: f64) {
     let n = v.iter().map(|z| z.norm_sqr()).sum::<f64>().sqrt();
     if n > 0.0 {
