@@ -29,7 +29,7 @@ use ndarray::{Array1, Array2};
 
 use crate::Error;
 use crate::qos::{QosSolution, QosSystem};
-use crate::util::{adjoint, herm, outer, solve_real};
+use crate::util::{adjoint, herm, lu_solve, outer};
 
 /// Hermitian gradients of a scalar with respect to `S_k`, `I_k` and `Φ` (convention in the module
 /// docs).
@@ -147,7 +147,7 @@ pub fn implicit_vjp(
         }
         rhs[k * bw + u] = grad_q[u];
     }
-    let sol_u = solve_real(j.t().to_owned(), rhs).ok_or(Error::Singular { what: "implicit-function Jacobian J^T" })?;
+    let sol_u = lu_solve(j.t().to_owned(), rhs).ok_or(Error::Singular { what: "implicit-function Jacobian J^T" })?;
     let ubar: Vec<Array1<c64>> = (0..k)
         .map(|u| {
             Array1::from_shape_fn(m, |i| {

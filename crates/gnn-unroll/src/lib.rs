@@ -8,33 +8,32 @@
 //! users with channel vectors `h_k: [N]` (received signal `h_k^H x`), unit noise, transmit signal
 //! `x = Σ_k √p_k A w_k s_k` with unit baseband beams `w_k: [M]`.
 //!
+//! Modules, bottom-up (no module imports one above it):
+//!
+//! - [`data`]: the DFT codebook, correlated UPA covariances, noisy-MMSE channel estimates, DFT
+//!   feedback quantisation, constraint groups, statistical-CSI systems (Table 4).
 //! - [`qos`]: QoS power minimisation for a fixed `A` (virtual uplink power iteration, MMSE beams,
 //!   downlink power recovery), with typed infeasibility.
-//! - [`greedy`]: the DFT codebook, SNR-based initialisation and the greedy-correction codeword
-//!   selection (Hegde et al., Alg. 2); a [`Beamformer`](beamlab_core::Beamformer) wrapper.
-//! - [`data`]: correlated UPA covariances, noisy-MMSE channel estimates, DFT feedback
-//!   quantisation, constraint groups.
-//! - [`outage`]: SINRs on true channels, Monte-Carlo outage over the channel posterior, the target
-//!   margin of G-HBF-marg.
+//! - [`outage`]: SINRs on true channels, Monte-Carlo outage over the channel posterior, margin
+//!   bisection.
+//! - [`greedy`]: SNR-based initialisation and the greedy-correction codeword selection (Hegde et
+//!   al., Alg. 2); [`GreedyHbf`] as a [`Beamformer`](beamlab_core::Beamformer).
 //! - [`implicit`]: the implicit-differentiation gradient of the baseband problem and the envelope
 //!   gradient of the trial power (spec §4).
-//! - [`unroll`]: virtual channels, the unrolled greedy forward pass and its gradients (coefficients,
-//!   analog matrix, straight-through softmin selection).
-//! - [`model`]: the candle graph network (GCN, or FCN with filter order 0) giving the virtual-channel
-//!   coefficients.
-//! - [`learned`]: a trained model as a [`Beamformer`](beamlab_core::Beamformer)
-//!   ([`learned::LearnedHbf`]).
-//! - [`train`]: primal–dual training with the annealing or quantile outage loss, on instances or
-//!   on statistical-CSI systems (one loop, [`train::System`]).
-//! - [`experiment`]: the Table 2 experiment for the harness ([`experiment::OutageTableParams`]).
-//! - [`generalisation`]: the Table 3 experiment (generalisation over the number of users).
-//! - [`statistical`]: statistical + instantaneous CSI (Table 4 data model, classical designs, the
-//!   learned U-G-HBF-GCN / U-G-HBF-2GCN units and the experiment).
+//! - [`unroll`]: virtual channels, the unrolled greedy forward pass and its gradients
+//!   (coefficients, analog matrix, straight-through softmin selection).
+//! - [`model`]: the candle graph network (GCN, or FCN with filter order 0) giving the
+//!   virtual-channel coefficients.
+//! - [`train`]: primal–dual training ([`Trainer`]) with the annealing or quantile outage loss, on
+//!   instances or statistical-CSI systems.
+//! - [`learned`]: a trained model as a [`Beamformer`](beamlab_core::Beamformer) ([`LearnedHbf`]).
+//! - [`tables`]: the paper's Tables 2, 3 and 4 for the harness ([`OutageTableParams`],
+//!   [`GeneralisationParams`], [`StatisticalParams`]).
 //!
 //! Design decisions and the state of the implementation: `docs/gnn-unroll.md`.
 //!
 //! ```
-//! use beamlab_gnn_unroll::qos::{QosOptions, QosSystem, solve_qos};
+//! use beamlab_gnn_unroll::{QosOptions, QosSystem, solve_qos};
 //! use beamlab_linalg_ops::c64;
 //! use ndarray::{Array2, array};
 //! // Two users on two orthogonal beams: no interference, so p_k = γ_k / ‖g_k‖².

@@ -34,7 +34,7 @@ use beamlab_linalg_ops::{LinalgError, c64, generalized_self_adjoint_eigen};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use crate::Error;
-use crate::util::{quad, solve_real};
+use crate::util::{lu_solve, quad};
 
 /// A QoS power-minimisation instance for a fixed analog matrix: `S_k`, `I_k`, `Φ` (all `[M × M]`)
 /// and the targets `γ_k` (linear). See the module docs for the model.
@@ -262,7 +262,7 @@ fn linear_uplink(sys: &QosSystem, w: &Array2<c64>) -> Option<Vec<f64>> {
         }
         omega[u] = quad(&sys.phi, wu);
     }
-    let q = solve_real(a, omega)?;
+    let q = lu_solve(a, omega)?;
     q.iter().all(|x| x.is_finite() && *x > 0.0).then(|| q.to_vec())
 }
 
@@ -276,7 +276,7 @@ pub(crate) fn downlink_powers(sys: &QosSystem, w: ArrayView2<'_, c64>) -> Option
             -quad(&sys.interference[u], w.column(j))
         }
     });
-    let p = solve_real(g, Array1::ones(k))?;
+    let p = lu_solve(g, Array1::ones(k))?;
     p.iter().all(|x| x.is_finite() && *x > 0.0).then(|| p.to_vec())
 }
 

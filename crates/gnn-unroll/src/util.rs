@@ -1,6 +1,8 @@
-//! Small numerical helpers of the crate (quadratic forms, a dense real solver, outer products).
+//! Small numerical helpers of the crate (quadratic forms, outer products, a row-major adapter to
+//! linalg-ops' real LU solve).
 
 use beamlab_linalg_ops::c64;
+use beamlab_linalg_ops::small::real::lu_solve_in_place;
 use ndarray::{Array1, Array2, ArrayView1};
 
 /// `Re(x^H A x)`.
@@ -32,49 +34,21 @@ pub(crate) fn adjoint(a: &Array2<c64>) -> Array2<c64> {
     a.t().mapv(|z| z.conj())
 }
 
-/// Solves the dense real system `A x = b` by Gaussian elimination with partial pivoting.
+/// Solves the dense real system `A x = b` with linalg-ops' LU with partial pivoting
+/// ([`lu_solve_in_place`], relative pivot threshold 1e-13) on a row-major copy.
 ///
-/// Returns `None` when a pivot falls below `1e-13 · max|A|` (numerically singular) or the input is
-/// not finite. Meant for the small systems of this crate (`K × K` power systems, the `2MK × 2MK`
-/// implicit Jacobian); larger systems belong in linalg-ops.
-pub(crate) fn solve_real(mut a: Array2<f64>, mut b: Array1<f64>) -> Option<Array1<f64>> {
+/// Returns `None` when the system is numerically singular or an input or the solution is not
+/// finite. Meant for the small systems of this crate (`K × K` power systems, the `2MK × 2MK`
+/// implicit Jacobian).
+pub(crate) fn lu_solve(a: Array2<f64>, b: Array1<f64>) -> Option<Array1<f64>> {
     let n = b.len();
-    if a.dim() != (n, n) {
+    if a.dim() != (n, n) || b.iter().any(|x| !x.is_finite()) || a.iter().any(|x| !x.is_finite()) {
         return None;
     }
-    let scale = a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    if !(scale.is_finite() && scale > 0.0) || b.iter().any(|x| !x.is_finite()) {
-        return None;
-    }
-    for col in 0..n {
-        let (piv, val) =
-            (col..n).map(|r| (r, a[[r, col]].abs())).fold((col, -1.0), |m, x| if x.1 > m.1 { x } else { m });
-        if !(val > 1e-13 * scale) {
-            return None;
-        }
-        if piv != col {
-            for c in 0..n {
-                a.swap([piv, c], [col, c]);
-            }
-            b.swap(piv, col);
-        }
-        let d = a[[col, col]];
-        for r in col + 1..n {
-            let f = a[[r, col]] / d;
-            if f != 0.0 {
-                for c in col..n {
-                    a[[r, c]] -= f * a[[col, c]];
-                }
-                b[r] -= f * b[col];
-            }
-        }
-    }
-    let mut x = Array1::zeros(n);
-    for r in (0..n).rev() {
-        let s: f64 = (r + 1..n).map(|c| a[[r, c]] * x[c]).sum();
-        x[r] = (b[r] - s) / a[[r, r]];
-    }
-    x.iter().all(|v: &f64| v.is_finite()).then_some(x)
+    let mut a_rows: Vec<f64> = a.iter().copied().collect();
+    let mut x = b.to_vec();
+    lu_solve_in_place(&mut a_rows, &mut x, n, 1, 1e-13).ok()?;
+    x.iter().all(|v| v.is_finite()).then(|| Array1::from(x))
 }
 
 #[cfg(test)]
@@ -120,9 +94,11 @@ mod tests {
         let a = array![[0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [3.0, 0.0, 1.0]];
         let x = array![1.0, -2.0, 0.5];
         let b = a.dot(&x);
-        let sol = solve_real(a, b).unwrap();
+        let sol = lu_solve(a.t().to_owned(), a.t().dot(&x)).unwrap();
         assert!(sol.iter().zip(&x).all(|(s, t)| (s - t).abs() < 1e-13));
-        assert!(solve_real(array![[1.0, 2.0], [2.0, 4.0]], array![1.0, 1.0]).is_none());
-        assert!(solve_real(array![[f64::NAN]], array![1.0]).is_none());
+        let sol = lu_solve(a, b).unwrap();
+        assert!(sol.iter().zip(&x).all(|(s, t)| (s - t).abs() < 1e-13));
+        assert!(lu_solve(array![[1.0, 2.0], [2.0, 4.0]], array![1.0, 1.0]).is_none());
+        assert!(lu_solve(array![[f64::NAN]], array![1.0]).is_none());
     }
 }

@@ -101,7 +101,7 @@ impl Generalisation {
     /// Validates the parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the offending field; as [`OutageTable::new`] for `base`.
+    /// [`Error::InvalidInput`] naming the offending field; as [`crate::OutageTable::new`] for `base`.
     pub fn new(params: GeneralisationParams) -> Result<Self, Error> {
         let bad = |m: String| Err(Error::InvalidInput(format!("generalisation table: {m}")));
         let n_rf = params.base.n_rf;

@@ -2,7 +2,7 @@
 //! [`FamilyExperiment`](beamlab_core::experiment::FamilyExperiment)s: Table 2 ([`outage`]: power
 //! and outage per pilot-power group, training curves), Table 3 ([`generalisation`]: over the number
 //! of users) and Table 4 ([`statistical`]: analog beams from statistical CSI). Each table's units
-//! (methods) are a `Unit` enum; [`common`] holds what the tables share.
+//! (methods) are a `Unit` enum; `common` holds what the tables share.
 
 pub(crate) mod common;
 pub mod generalisation;

@@ -4,9 +4,9 @@
 //!
 //! A [`StatInstance`] holds `T_s` channel samples of the same `K` users (fixed covariances `R_k`,
 //! targets and feedback level): true channels `h_{k,t} = R_k^{1/2} g_{k,t}` and their DFT feedback
-//! `ĥ_{k,t}` with `L` kept coefficients ([`dft_quantise`], `ζ = L`). The transmitter's statistical
+//! `ĥ_{k,t}` with `L` kept coefficients ([`crate::data::dft_quantise`], `ζ = L`). The transmitter's statistical
 //! CSI is the sample covariance of the fed-back vectors `R̂_k = (1/T_s) Σ_t ĥ_{k,t} ĥ_{k,t}^H`
-//! ([`sample_covariance`]). Outage is counted per user and sample w.r.t. the true instantaneous
+//! ([`crate::data::sample_covariance`]). Outage is counted per user and sample w.r.t. the true instantaneous
 //! channels; the power is the mean over samples.
 //!
 //! Classical designs ([`StatDesign`]): the greedy selection (Hegde Alg. 2, no power cap) on the
@@ -193,7 +193,7 @@ impl StatisticalTable {
     /// Validates the parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the field; as [`OutageTable::new`] for `base`.
+    /// [`Error::InvalidInput`] naming the field; as [`crate::OutageTable::new`] for `base`.
     pub fn new(params: StatisticalParams) -> Result<Self, Error> {
         let n = params.base.n_antennas[0] * params.base.n_antennas[1];
         if params.n_keep.is_empty() || params.n_keep.iter().any(|&l| l == 0 || l > n) || params.n_samples == 0 {

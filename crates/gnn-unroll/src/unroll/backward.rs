@@ -184,10 +184,10 @@ pub fn analog_chain_cov(
     Ok(d)
 }
 
-/// [`forward`] without recording the greedy trials (inference and evaluation).
+/// [`super::forward`] without recording the greedy trials (inference and evaluation).
 ///
 /// # Errors
-/// As [`forward`].
+/// As [`super::forward`].
 pub fn forward_untraced(
     inst: &Instance,
     coeffs: &Array2<f64>,
@@ -246,7 +246,7 @@ pub fn straight_through_gradient(
 }
 
 /// [`straight_through_gradient`] for a selection made on (possibly full-rank) covariances `R̂_k`
-/// ([`select_cov`]); `out` carries the selection's trials, `A` and the coefficients.
+/// ([`super::select_cov`]); `out` carries the selection's trials, `A` and the coefficients.
 ///
 /// # Errors
 /// As [`straight_through_gradient`] and [`virtual_channels_cov`].
