@@ -342,16 +342,16 @@ pub fn build_family(family: &str, params: toml::Table) -> Result<Box<dyn FamilyE
             Ok(Box::new(beamlab_liquid_nn::prediction_experiment(&p).map_err(|e| e.to_string())?))
         }
         "outage" => {
-            let p: beamlab_gnn_unroll::experiment::OutageTableParams = parse(params)?;
-            Ok(Box::new(beamlab_gnn_unroll::experiment::outage_table(p).map_err(|e| e.to_string())?))
+            let p: beamlab_gnn_unroll::OutageTableParams = parse(params)?;
+            Ok(Box::new(beamlab_gnn_unroll::outage_table(p).map_err(|e| e.to_string())?))
         }
         "outage_generalisation" => {
-            let p: beamlab_gnn_unroll::generalisation::GeneralisationParams = parse(params)?;
-            Ok(Box::new(beamlab_gnn_unroll::generalisation::generalisation_table(p).map_err(|e| e.to_string())?))
+            let p: beamlab_gnn_unroll::GeneralisationParams = parse(params)?;
+            Ok(Box::new(beamlab_gnn_unroll::generalisation_table(p).map_err(|e| e.to_string())?))
         }
         "outage_statistical" => {
-            let p: beamlab_gnn_unroll::statistical::StatisticalParams = parse(params)?;
-            Ok(Box::new(beamlab_gnn_unroll::statistical::statistical_table(p).map_err(|e| e.to_string())?))
+            let p: beamlab_gnn_unroll::StatisticalParams = parse(params)?;
+            Ok(Box::new(beamlab_gnn_unroll::statistical_table(p).map_err(|e| e.to_string())?))
         }
         "mbmaml" => {
             let p: beamlab_meta_learn::experiment::MbMamlExperimentParams = parse(params)?;
