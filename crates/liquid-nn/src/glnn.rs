@@ -250,14 +250,16 @@ impl Glnn {
         let h = problem.channel.stacked();
         let (n_rows, n_users) = (h.nrows(), problem.n_users());
         if h.iter().all(|z| z.norm_sqr() == 0.0) {
-            return Err(LiquidError::InvalidParameter("all-zero channel".into()));
+            return Err(LiquidError::ZeroChannel);
         }
         match &self.net {
             Some(net) if net.n_rows != n_rows || net.n_users != n_users => {
-                return Err(LiquidError::InvalidParameter(format!(
-                    "this GLNN network was built for N = {}, K = {}; the problem has N = {n_rows}, K = {n_users}",
-                    net.n_rows, net.n_users
-                )));
+                return Err(LiquidError::ProblemSizeChanged {
+                    built_rows: net.n_rows,
+                    built_users: net.n_users,
+                    rows: n_rows,
+                    users: n_users,
+                });
             }
             Some(_) => {}
             None => self.net = Some(self.build(n_rows, n_users)?),
@@ -485,6 +487,24 @@ mod tests {
         assert_eq!((paper.0.as_str(), plus.0.as_str()), ("GLNN", "GLNN+"));
         assert_ne!(paper.1, plus.1);
         assert_eq!(GlnnParams::default().variant, Variant::Paper);
+    }
+
+    #[test]
+    fn typed_errors_for_a_zero_channel_and_a_changed_size() {
+        let mut g = Glnn::new(GlnnParams::default()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let zero = Channel::new(vec![Array2::zeros((2, 16)); 4]).unwrap();
+        let p0 = Problem::new(zero, 1.0, 10.0).unwrap();
+        assert!(matches!(g.solve_inner(&p0, &mut rng), Err(LiquidError::ZeroChannel)));
+        let _ = g.solve(&problem(0), &mut rng).unwrap();
+        let mut r = ChaCha8Rng::seed_from_u64(5);
+        let small = Problem::new(beamlab_channel::rayleigh(3, 2, 16, &mut r).unwrap(), 1.0, 10.0).unwrap();
+        assert!(matches!(
+            g.solve_inner(&small, &mut rng),
+            Err(LiquidError::ProblemSizeChanged { built_rows: 8, built_users: 4, rows: 6, users: 3 })
+        ));
+        g.reset();
+        assert!(g.solve_inner(&small, &mut rng).is_ok(), "a reset method serves the new size");
     }
 
     #[test]

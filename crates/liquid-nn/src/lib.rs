@@ -90,6 +90,24 @@ pub enum LiquidError {
     /// A hyper-parameter or argument is out of range (wiring sizes, fan-outs, sparsity, ...).
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    /// The (estimated) channel is zero everywhere, so no gradient input exists.
+    #[error("the channel is zero everywhere")]
+    ZeroChannel,
+    /// An online method's network was built for another problem size; `reset` it (or build a
+    /// new method) before solving problems of the new size.
+    #[error(
+        "the network was built for N = {built_rows} receive antennas and K = {built_users} users; the problem has N = {rows}, K = {users}"
+    )]
+    ProblemSizeChanged {
+        /// Stacked receive antennas `N` the network was built for.
+        built_rows: usize,
+        /// Users `K` the network was built for.
+        built_users: usize,
+        /// `N` of the problem.
+        rows: usize,
+        /// `K` of the problem.
+        users: usize,
+    },
     /// A tensor has the wrong shape for the cell.
     #[error("shape mismatch: {0}")]
     Shape(String),

@@ -33,14 +33,57 @@ use crate::sequence::{RecurrentCell, check_step_shapes};
 pub struct Lstm {
     n_inputs: usize,
     hidden: usize,
-    /// `W_ih: [4H, n_inputs]`.
-    w_ih: Tensor,
-    /// `W_hh: [4H, H]`.
-    w_hh: Tensor,
-    /// `b_ih: [4H]`.
-    b_ih: Tensor,
-    /// `b_hh: [4H]`.
-    b_hh: Tensor,
+    /// `W_ih: [4H, n_inputs]`, `W_hh: [4H, H]`, `b_ih, b_hh: [4H]`.
+    w: GateWeights,
+}
+
+/// The input and recurrent weights of a gated RNN cell in PyTorch's layout and names, shared by
+/// the LSTM (4 gates) and the GRU (3 gates): `weight_ih: [G·H, n_inputs]`, `weight_hh: [G·H, H]`,
+/// `bias_ih`, `bias_hh: [G·H]`, all initialised `U(−1/√H, 1/√H)` (PyTorch's default); existing
+/// variables of the right shape are reused (a loaded model).
+#[derive(Clone, Debug)]
+pub(crate) struct GateWeights {
+    pub(crate) w_ih: Tensor,
+    pub(crate) w_hh: Tensor,
+    pub(crate) b_ih: Tensor,
+    pub(crate) b_hh: Tensor,
+}
+
+impl GateWeights {
+    /// Builds (or loads) the weights of `cell` with `n_gates` gates under `vb` (`F64`).
+    pub(crate) fn new(
+        cell: &str,
+        n_gates: usize,
+        n_inputs: usize,
+        hidden: usize,
+        vb: &VarBuilder,
+    ) -> Result<Self, LiquidError> {
+        if n_inputs == 0 || hidden == 0 {
+            return Err(LiquidError::InvalidParameter(format!(
+                "{cell} needs n_inputs >= 1 and hidden >= 1, got {n_inputs} and {hidden}"
+            )));
+        }
+        if vb.dtype() != DType::F64 {
+            return Err(LiquidError::InvalidParameter(format!("{cell} needs an F64 VarBuilder, got {:?}", vb.dtype())));
+        }
+        let bound = 1.0 / (hidden as f64).sqrt();
+        let init = Init::Uniform { lo: -bound, up: bound };
+        let g = n_gates * hidden;
+        Ok(Self {
+            w_ih: vb.get_with_hints((g, n_inputs), "weight_ih", init)?,
+            w_hh: vb.get_with_hints((g, hidden), "weight_hh", init)?,
+            b_ih: vb.get_with_hints(g, "bias_ih", init)?,
+            b_hh: vb.get_with_hints(g, "bias_hh", init)?,
+        })
+    }
+
+    /// Gate pre-activations of the input part, `x W_ihᵀ + b_ih`, and of the recurrent part,
+    /// `h W_hhᵀ + b_hh` (`[batch, G·H]` each).
+    pub(crate) fn pre_activations(&self, x: &Tensor, h: &Tensor) -> Result<(Tensor, Tensor), LiquidError> {
+        let a = x.matmul(&self.w_ih.t()?)?.broadcast_add(&self.b_ih)?;
+        let c = h.matmul(&self.w_hh.t()?)?.broadcast_add(&self.b_hh)?;
+        Ok((a, c))
+    }
 }
 
 impl Lstm {
@@ -53,25 +96,7 @@ impl Lstm {
     /// [`LiquidError::InvalidParameter`] for zero sizes or a non-`F64` builder; candle errors
     /// (e.g. an existing variable of another shape).
     pub fn new(n_inputs: usize, hidden: usize, vb: VarBuilder) -> Result<Self, LiquidError> {
-        if n_inputs == 0 || hidden == 0 {
-            return Err(LiquidError::InvalidParameter(format!(
-                "Lstm needs n_inputs >= 1 and hidden >= 1, got {n_inputs} and {hidden}"
-            )));
-        }
-        if vb.dtype() != DType::F64 {
-            return Err(LiquidError::InvalidParameter(format!("Lstm needs an F64 VarBuilder, got {:?}", vb.dtype())));
-        }
-        let bound = 1.0 / (hidden as f64).sqrt();
-        let init = Init::Uniform { lo: -bound, up: bound };
-        let g = 4 * hidden;
-        Ok(Self {
-            n_inputs,
-            hidden,
-            w_ih: vb.get_with_hints((g, n_inputs), "weight_ih", init)?,
-            w_hh: vb.get_with_hints((g, hidden), "weight_hh", init)?,
-            b_ih: vb.get_with_hints(g, "bias_ih", init)?,
-            b_hh: vb.get_with_hints(g, "bias_hh", init)?,
-        })
+        Ok(Self { n_inputs, hidden, w: GateWeights::new("Lstm", 4, n_inputs, hidden, &vb)? })
     }
 
     /// One step: `input: [batch, n_inputs]`, `state = [h | c]: [batch, 2H]` →
@@ -84,10 +109,8 @@ impl Lstm {
         check_step_shapes(input, state, self.n_inputs, 2 * n)?;
         let h = state.narrow(1, 0, n)?;
         let c = state.narrow(1, n, n)?;
-        let pre = input
-            .matmul(&self.w_ih.t()?)?
-            .broadcast_add(&self.b_ih)?
-            .add(&h.matmul(&self.w_hh.t()?)?.broadcast_add(&self.b_hh)?)?;
+        let (from_input, from_state) = self.w.pre_activations(input, &h)?;
+        let pre = from_input.add(&from_state)?;
         let i = candle_nn::ops::sigmoid(&pre.narrow(1, 0, n)?)?;
         let f = candle_nn::ops::sigmoid(&pre.narrow(1, n, n)?)?;
         let g = pre.narrow(1, 2 * n, n)?.tanh()?;

@@ -12,10 +12,11 @@
 //! The state is `h` and the output is `h′`; the elapsed time `t` is ignored. Initialisation
 //! (PyTorch's): every weight and bias `U(−1/√H, 1/√H)`.
 
-use beamlab_candle_bridge::candle_core::{DType, Tensor};
-use beamlab_candle_bridge::candle_nn::{self, Init, VarBuilder};
+use beamlab_candle_bridge::candle_core::Tensor;
+use beamlab_candle_bridge::candle_nn::{self, VarBuilder};
 
 use crate::LiquidError;
+use crate::lstm::GateWeights;
 use crate::sequence::{RecurrentCell, check_step_shapes};
 
 /// A GRU cell (see the module docs for the equations).
@@ -23,10 +24,7 @@ use crate::sequence::{RecurrentCell, check_step_shapes};
 pub struct Gru {
     n_inputs: usize,
     hidden: usize,
-    w_ih: Tensor,
-    w_hh: Tensor,
-    b_ih: Tensor,
-    b_hh: Tensor,
+    w: GateWeights,
 }
 
 impl Gru {
@@ -36,25 +34,7 @@ impl Gru {
     /// # Errors
     /// [`LiquidError::InvalidParameter`] for zero sizes or a non-`F64` builder; candle errors.
     pub fn new(n_inputs: usize, hidden: usize, vb: VarBuilder) -> Result<Self, LiquidError> {
-        if n_inputs == 0 || hidden == 0 {
-            return Err(LiquidError::InvalidParameter(format!(
-                "Gru needs n_inputs >= 1 and hidden >= 1, got {n_inputs} and {hidden}"
-            )));
-        }
-        if vb.dtype() != DType::F64 {
-            return Err(LiquidError::InvalidParameter(format!("Gru needs an F64 VarBuilder, got {:?}", vb.dtype())));
-        }
-        let bound = 1.0 / (hidden as f64).sqrt();
-        let init = Init::Uniform { lo: -bound, up: bound };
-        let g = 3 * hidden;
-        Ok(Self {
-            n_inputs,
-            hidden,
-            w_ih: vb.get_with_hints((g, n_inputs), "weight_ih", init)?,
-            w_hh: vb.get_with_hints((g, hidden), "weight_hh", init)?,
-            b_ih: vb.get_with_hints(g, "bias_ih", init)?,
-            b_hh: vb.get_with_hints(g, "bias_hh", init)?,
-        })
+        Ok(Self { n_inputs, hidden, w: GateWeights::new("Gru", 3, n_inputs, hidden, &vb)? })
     }
 
     /// One step: `input: [batch, n_inputs]`, `state: [batch, H]` → `(h′, h′)`.
@@ -64,8 +44,7 @@ impl Gru {
     pub fn step(&self, input: &Tensor, state: &Tensor, _t: f64) -> Result<(Tensor, Tensor), LiquidError> {
         let n = self.hidden;
         check_step_shapes(input, state, self.n_inputs, n)?;
-        let a = input.matmul(&self.w_ih.t()?)?.broadcast_add(&self.b_ih)?;
-        let c = state.matmul(&self.w_hh.t()?)?.broadcast_add(&self.b_hh)?;
+        let (a, c) = self.w.pre_activations(input, state)?;
         let r = candle_nn::ops::sigmoid(&(a.narrow(1, 0, n)? + c.narrow(1, 0, n)?)?)?;
         let z = candle_nn::ops::sigmoid(&(a.narrow(1, n, n)? + c.narrow(1, n, n)?)?)?;
         let cand = (a.narrow(1, 2 * n, n)? + (&r * c.narrow(1, 2 * n, n)?)?)?.tanh()?;
@@ -98,7 +77,7 @@ impl RecurrentCell for Gru {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use beamlab_candle_bridge::candle_core::Device;
+    use beamlab_candle_bridge::candle_core::{DType, Device};
     use beamlab_candle_bridge::candle_nn::VarMap;
     use beamlab_candle_bridge::seeded_var_builder;
 
@@ -115,10 +94,10 @@ mod tests {
         let h = [[0.1, -0.4], [0.6, 0.2]];
         let (out, state) =
             gru.step(&Tensor::new(&x, &Device::Cpu).unwrap(), &Tensor::new(&h, &Device::Cpu).unwrap(), 1.0).unwrap();
-        let w_ih: Vec<Vec<f64>> = gru.w_ih.to_vec2().unwrap();
-        let w_hh: Vec<Vec<f64>> = gru.w_hh.to_vec2().unwrap();
-        let b_ih: Vec<f64> = gru.b_ih.to_vec1().unwrap();
-        let b_hh: Vec<f64> = gru.b_hh.to_vec1().unwrap();
+        let w_ih: Vec<Vec<f64>> = gru.w.w_ih.to_vec2().unwrap();
+        let w_hh: Vec<Vec<f64>> = gru.w.w_hh.to_vec2().unwrap();
+        let b_ih: Vec<f64> = gru.w.b_ih.to_vec1().unwrap();
+        let b_hh: Vec<f64> = gru.w.b_hh.to_vec1().unwrap();
         let got: Vec<Vec<f64>> = out.to_vec2().unwrap();
         assert_eq!(got, state.to_vec2::<f64>().unwrap());
         for b in 0..2 {
