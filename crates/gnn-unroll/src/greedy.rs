@@ -20,9 +20,9 @@ use ndarray::{Array2, Axis};
 
 pub use crate::data::dft_codebook;
 
-use crate::Error;
 use crate::qos::{QosOptions, QosSolution, QosSystem, solve_qos};
 use crate::util::adjoint;
+use crate::{Error, InfeasibleReason};
 
 /// How transmit power is weighted in the objective (spec (4)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
@@ -40,18 +40,19 @@ pub enum PowerWeighting {
 ///
 /// # Errors
 /// [`Error::EmptyCodebook`] when the codebook has fewer than `n_rf` columns (or `n_rf = 0`),
-/// [`Error::InvalidInput`] for shape mismatches or non-finite covariances.
+/// [`Error::ShapeMismatch`] for a covariance that does not fit the codebook, [`Error::NonFinite`]
+/// for a non-finite codebook or covariance.
 pub fn snr_init(codebook: &Array2<c64>, r_est: &[Array2<c64>], n_rf: usize) -> Result<Vec<usize>, Error> {
     check_codebook(codebook, n_rf)?;
     let n = codebook.nrows();
     let mut r_bar = Array2::<c64>::zeros((n, n));
     for r in r_est {
         if r.dim() != (n, n) {
-            return Err(Error::InvalidInput(format!("covariance {:?}, codebook has {n} rows", r.dim())));
+            return Err(Error::shape("covariance (codebook rows)", format!("{n}x{n}"), format!("{:?}", r.dim())));
         }
         let tr: f64 = r.diag().iter().map(|z| z.re).sum();
         if !tr.is_finite() {
-            return Err(Error::InvalidInput("non-finite covariance".into()));
+            return Err(Error::NonFinite { what: "covariance" });
         }
         if tr > 0.0 {
             r_bar.scaled_add(c64::new(1.0 / tr, 0.0), r);
@@ -69,7 +70,7 @@ fn check_codebook(codebook: &Array2<c64>, n_rf: usize) -> Result<(), Error> {
         return Err(Error::EmptyCodebook { n_codewords: codebook.ncols(), n_rf });
     }
     if codebook.iter().any(|z| !(z.re.is_finite() && z.im.is_finite())) {
-        return Err(Error::InvalidInput("non-finite codebook entry".into()));
+        return Err(Error::NonFinite { what: "codebook" });
     }
     Ok(())
 }
@@ -181,9 +182,10 @@ impl Projected {
 /// - `init`: the initial selection (`M` distinct indices), e.g. from [`snr_init`].
 ///
 /// # Errors
-/// [`Error::EmptyCodebook`] when the codebook cannot fill `M` chains, [`Error::InvalidInput`] for
-/// bad shapes or a bad initial selection, [`Error::Infeasible`] when no visited selection meets
-/// the targets within the budget.
+/// [`Error::EmptyCodebook`] when the codebook cannot fill `M` chains, [`Error::Empty`] or
+/// [`Error::ShapeMismatch`] for missing users or shapes that do not fit, [`Error::InvalidSelection`]
+/// for an initial selection that is not distinct codeword indices, [`Error::Infeasible`] when no
+/// visited selection meets the targets within the budget.
 pub fn greedy_hbf(
     codebook: &Array2<c64>,
     wanted: &[Array2<c64>],
@@ -195,16 +197,23 @@ pub fn greedy_hbf(
     let _span = tracing::debug_span!("greedy_hbf", n_users = wanted.len(), n_rf = init.len()).entered();
     check_codebook(codebook, init.len())?;
     let n = codebook.nrows();
-    if wanted.is_empty() || wanted.len() != interference.len() || wanted.len() != targets.len() {
-        return Err(Error::InvalidInput("need K ≥ 1 wanted and interference covariances and K targets".into()));
+    let k = wanted.len();
+    if k == 0 {
+        return Err(Error::Empty { what: "greedy selection users (wanted covariances)" });
     }
-    if wanted.iter().chain(interference).any(|r| r.dim() != (n, n)) {
-        return Err(Error::InvalidInput(format!("covariances must be {n}x{n}")));
+    if interference.len() != k {
+        return Err(Error::shape("interference covariances (one per user)", k, interference.len()));
+    }
+    if targets.len() != k {
+        return Err(Error::shape("SINR targets (one per user)", k, targets.len()));
+    }
+    if let Some(r) = wanted.iter().chain(interference).find(|r| r.dim() != (n, n)) {
+        return Err(Error::shape("covariance (codebook rows)", format!("{n}x{n}"), format!("{:?}", r.dim())));
     }
     let mut seen = vec![false; codebook.ncols()];
     for &i in init {
         if i >= codebook.ncols() || seen[i] {
-            return Err(Error::InvalidInput(format!("initial selection {init:?} is not distinct codeword indices")));
+            return Err(Error::InvalidSelection { selection: init.to_vec(), n_codewords: codebook.ncols() });
         }
         seen[i] = true;
     }
@@ -274,7 +283,7 @@ pub fn greedy_hbf(
     let solution = best.ok_or_else(|| Error::Infeasible {
         sum_power: f64::INFINITY,
         n_iterations: opts.n_selections,
-        reason: "no visited analog selection meets the targets within the budget".into(),
+        reason: InfeasibleReason::NoFeasibleSelection,
     })?;
     let analog = codebook.select(Axis(1), &sel);
     Ok(GreedyResult { selection: sel, analog, solution, power_trace, n_trials, steps })
@@ -334,7 +343,7 @@ impl Beamformer for GreedyHbf {
         let init = snr_init(&self.codebook, &r, self.n_rf).map_err(wrap)?;
         let res = match greedy_hbf(&self.codebook, &r, &r, &targets, &init, &opts) {
             Ok(r) => r,
-            Err(Error::Infeasible { reason, .. }) => return Err(CoreError::Infeasible(reason)),
+            Err(Error::Infeasible { reason, .. }) => return Err(CoreError::Infeasible(reason.to_string())),
             Err(e) => return Err(wrap(e)),
         };
         let diagnostics = Diagnostics {
@@ -425,8 +434,12 @@ mod tests {
         let c = dft_codebook(2, 2, 1, 1).unwrap();
         let too_few = snr_init(&c, &r, 5);
         assert!(matches!(too_few, Err(Error::EmptyCodebook { n_codewords: 4, n_rf: 5 })));
-        assert!(greedy_hbf(&c, &r, &r, &[1.0], &[0, 0], &GreedyOptions::default()).is_err());
-        assert!(greedy_hbf(&c, &r, &r, &[1.0], &[0, 9], &GreedyOptions::default()).is_err());
+        for init in [[0, 0], [0, 9]] {
+            assert!(matches!(
+                greedy_hbf(&c, &r, &r, &[1.0], &init, &GreedyOptions::default()),
+                Err(Error::InvalidSelection { n_codewords: 4, .. })
+            ));
+        }
     }
 
     #[test]
@@ -434,7 +447,10 @@ mod tests {
         let c = dft_codebook(2, 2, 1, 1).unwrap();
         let r = rank_one_covariances(&channels(4, 2, 9));
         let opts = GreedyOptions { power_budget: Some(1e-6), n_selections: 2, ..GreedyOptions::default() };
-        assert!(matches!(greedy_hbf(&c, &r, &r, &[1.0, 1.0], &[0, 1], &opts), Err(Error::Infeasible { .. })));
+        assert!(matches!(
+            greedy_hbf(&c, &r, &r, &[1.0, 1.0], &[0, 1], &opts),
+            Err(Error::Infeasible { reason: InfeasibleReason::NoFeasibleSelection, .. })
+        ));
     }
 
     #[test]

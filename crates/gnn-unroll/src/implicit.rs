@@ -125,7 +125,7 @@ fn jacobian(sys: &QosSystem, sol: &QosSolution, v: &[Array1<c64>]) -> Array2<f64
 /// - `grad_q`: `∂L/∂q_k`, `[K]`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for mismatched shapes, [`Error::Singular`] when the Jacobian is
+/// [`Error::ShapeMismatch`] for mismatched shapes, [`Error::Singular`] when the Jacobian is
 /// (numerically) singular (Assumption 4.1 violated).
 pub fn implicit_vjp(
     sys: &QosSystem,
@@ -134,8 +134,15 @@ pub fn implicit_vjp(
     grad_q: &[f64],
 ) -> Result<QosGradient, Error> {
     let (k, m) = (sys.n_users(), sys.n_rf());
-    if grad_v.len() != k || grad_q.len() != k || grad_v.iter().any(|g| g.len() != m) || sol.beams.dim() != (m, k) {
-        return Err(Error::InvalidInput("implicit_vjp: K gradients of length M and K power gradients".into()));
+    if sol.beams.dim() != (m, k) {
+        return Err(Error::shape("implicit_vjp solution beams", format!("{m}x{k}"), format!("{:?}", sol.beams.dim())));
+    }
+    if grad_v.len() != k || grad_q.len() != k || grad_v.iter().any(|g| g.len() != m) {
+        return Err(Error::shape(
+            "implicit_vjp gradients (K beam gradients of length M, K power gradients)",
+            format!("{k} x [{m}], [{k}]"),
+            format!("{} x {:?}, [{}]", grad_v.len(), grad_v.iter().map(Array1::len).collect::<Vec<_>>(), grad_q.len()),
+        ));
     }
     let bw = 2 * m - 1;
     let v = amplitudes(sol);
@@ -188,12 +195,14 @@ pub fn implicit_vjp(
 /// - `grad_p`: `∂L/∂p_k`, `[K]`; `grad_w`: `∂L/∂Re w_k + j ∂L/∂Im w_k`, `K` vectors `[M]`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for mismatched shapes.
+/// [`Error::ShapeMismatch`] for mismatched shapes.
 pub fn powers_beams_to_v(sol: &QosSolution, grad_p: &[f64], grad_w: &[Array1<c64>]) -> Result<Vec<Array1<c64>>, Error> {
     let (m, k) = sol.beams.dim();
     if grad_p.len() != k || grad_w.len() != k || grad_w.iter().any(|g| g.len() != m) {
-        return Err(Error::InvalidInput(
-            "powers_beams_to_v: K power gradients and K beam gradients of length M".into(),
+        return Err(Error::shape(
+            "power and beam gradients (K powers, K beams of length M)",
+            format!("[{k}], {k} x [{m}]"),
+            format!("[{}], {} x {:?}", grad_p.len(), grad_w.len(), grad_w.iter().map(Array1::len).collect::<Vec<_>>()),
         ));
     }
     Ok((0..k)

@@ -14,10 +14,10 @@ use beamlab_core::{Beamformer, CoreError, Diagnostics, MethodKind, Precoder, Pro
 use beamlab_linalg_ops::c64;
 use ndarray::Array1;
 
-use crate::Error;
 use crate::data::Instance;
 use crate::train::Trainer;
 use crate::unroll::Architecture;
+use crate::{CsiKind, Error};
 
 /// A trained model applied per problem ([`MethodKind::Offline`]).
 pub struct LearnedHbf {
@@ -42,14 +42,15 @@ impl LearnedHbf {
     /// the model is told (linear pilot power for the pilot CSI model). Group 0 by default.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a non-finite or non-positive `zeta`, or a trainer for
-    /// statistical-CSI systems (Table 4), whose network takes other inputs.
+    /// [`Error::InvalidParameter`] for a non-finite or non-positive `zeta`,
+    /// [`Error::WrongCsiKind`] for a trainer for statistical-CSI systems (Table 4), whose network
+    /// takes other inputs.
     pub fn new(trainer: Trainer, zeta: f64) -> Result<Self, Error> {
         if !(zeta.is_finite() && zeta > 0.0) {
-            return Err(Error::InvalidInput(format!("side information zeta must be finite and > 0, got {zeta}")));
+            return Err(Error::param("zeta", format!("side information must be finite and > 0, got {zeta}")));
         }
         if trainer.is_statistical() {
-            return Err(Error::InvalidInput("a statistical-CSI trainer does not design from instantaneous CSI".into()));
+            return Err(Error::WrongCsiKind { expected: CsiKind::Statistical, found: CsiKind::Instantaneous });
         }
         let name = match trainer.architecture() {
             Architecture::Hybrid => "U-G-HBF-GCN",
@@ -61,11 +62,11 @@ impl LearnedHbf {
     /// The constraint group the problems belong to (only a model with group inputs uses it).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] when the model has group inputs and `group` is not one of them.
+    /// [`Error::GroupOutOfRange`] when the model has group inputs and `group` is not one of them.
     pub fn with_group(mut self, group: usize) -> Result<Self, Error> {
         let n = self.trainer.model().n_group_inputs();
         if n > 0 && group >= n {
-            return Err(Error::InvalidInput(format!("group {group} of a model with {n} group inputs")));
+            return Err(Error::GroupOutOfRange { group, n_groups: n });
         }
         self.group = group;
         Ok(self)
@@ -124,7 +125,7 @@ impl Beamformer for LearnedHbf {
         let inst = self.instance(problem)?;
         let out = match self.trainer.infer(&inst) {
             Ok(out) => out,
-            Err(Error::Infeasible { reason, .. }) => return Err(CoreError::Infeasible(reason)),
+            Err(Error::Infeasible { reason, .. }) => return Err(CoreError::Infeasible(reason.to_string())),
             Err(e) => return Err(CoreError::Method { method: self.name.clone(), source: Box::new(e) }),
         };
         let mut d = out.solution.beams.clone();
@@ -227,9 +228,16 @@ mod tests {
         let train = data(8, 2);
         let cfg = GcnConfig { group_inputs: std::num::NonZeroUsize::new(2), ..GcnConfig::default() };
         let inst = train[0].clone();
-        assert!(LearnedHbf::new(trainer(&cfg, &train), 0.0).is_err());
-        assert!(LearnedHbf::new(trainer(&cfg, &train), f64::NAN).is_err());
-        assert!(LearnedHbf::new(trainer(&cfg, &train), 1.0).unwrap().with_group(2).is_err());
+        for zeta in [0.0, f64::NAN] {
+            assert!(matches!(
+                LearnedHbf::new(trainer(&cfg, &train), zeta),
+                Err(Error::InvalidParameter { name: "zeta", .. })
+            ));
+        }
+        assert!(matches!(
+            LearnedHbf::new(trainer(&cfg, &train), 1.0).unwrap().with_group(2),
+            Err(Error::GroupOutOfRange { group: 2, n_groups: 2 })
+        ));
         let mut bf = LearnedHbf::new(trainer(&cfg, &train), inst.zeta).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let good = problem(&inst, 1.0);

@@ -45,9 +45,8 @@
 //! assert!((sol.weighted_power() - sol.uplink_sum()).abs() < 1e-12);
 //! ```
 
-use beamlab_linalg_ops::LinalgError;
-
 pub mod data;
+mod error;
 pub mod greedy;
 pub mod implicit;
 pub mod learned;
@@ -59,6 +58,7 @@ pub mod train;
 pub mod unroll;
 mod util;
 
+pub use error::{CsiKind, Error, InfeasibleReason};
 pub use greedy::GreedyHbf;
 pub use learned::LearnedHbf;
 pub use model::{Gcn, GcnConfig};
@@ -69,53 +69,3 @@ pub use tables::outage::{OutageTable, outage_table};
 pub use tables::statistical::{StatisticalParams, StatisticalTable, statistical_table};
 pub use train::{ConstraintForm, ConstraintLoss, TrainParams, Trainer};
 pub use unroll::{Architecture, UnrollSettings};
-
-/// Errors of the crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Malformed input (shapes, NaN, empty, out-of-range parameters).
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
-    /// The SINR targets cannot be met.
-    #[error("infeasible after {n_iterations} iterations (uplink sum power {sum_power}): {reason}")]
-    Infeasible {
-        /// Uplink sum power when infeasibility was detected.
-        sum_power: f64,
-        /// Iterations performed.
-        n_iterations: usize,
-        /// Why.
-        reason: String,
-    },
-    /// A matrix that must be positive definite or invertible is not.
-    #[error("singular matrix: {what}")]
-    Singular {
-        /// Which matrix.
-        what: &'static str,
-    },
-    /// The codebook has no (or too few) codewords.
-    #[error("codebook has {n_codewords} codewords, {n_rf} RF chains need at least {n_rf}")]
-    EmptyCodebook {
-        /// Codewords available.
-        n_codewords: usize,
-        /// RF chains.
-        n_rf: usize,
-    },
-    /// A linear-algebra failure.
-    #[error(transparent)]
-    Linalg(#[from] LinalgError),
-    /// A candle failure.
-    #[error("candle: {0}")]
-    Candle(#[from] beamlab_candle_bridge::candle_core::Error),
-    /// A candle-bridge failure (checkpoints, snapshots).
-    #[error(transparent)]
-    Bridge(#[from] beamlab_candle_bridge::BridgeError),
-    /// A table experiment has no unit with this index.
-    #[error("no unit {index} (the experiment has {n_units})")]
-    UnknownUnit {
-        /// The requested unit index.
-        index: usize,
-        /// Units of the experiment.
-        n_units: usize,
-    },
-}

@@ -57,10 +57,17 @@ impl GcnConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a zero layer count or width or a bound not above 3.
+    /// [`Error::InvalidParameter`] naming the field: a zero layer count or width, or a bound not
+    /// above 3 (the initial output `e^{−3}` must lie inside `(e^{−B}, e^B)`).
     pub fn check(&self) -> Result<(), Error> {
-        if self.n_layers == 0 || self.width == 0 || !(self.bound.is_finite() && self.bound > 3.0) {
-            return Err(Error::InvalidInput(format!("bad GCN config {self:?} (bound must exceed 3)")));
+        if self.n_layers == 0 {
+            return Err(Error::param("n_layers", "at least one layer, got 0"));
+        }
+        if self.width == 0 {
+            return Err(Error::param("width", "hidden width must be >= 1, got 0"));
+        }
+        if !(self.bound.is_finite() && self.bound > 3.0) {
+            return Err(Error::param("bound", format!("must be finite and > 3, got {}", self.bound)));
         }
         Ok(())
     }
@@ -88,7 +95,7 @@ impl Gcn {
     /// [`seeded_var_builder`](beamlab_candle_bridge::seeded_var_builder) for a deterministic init).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a zero layer count or width or a non-positive bound; candle errors.
+    /// As [`GcnConfig::check`]; candle errors.
     pub fn new(vb: &VarBuilder<'_>, cfg: &GcnConfig) -> Result<Self, Error> {
         cfg.check()?;
         let n_taps = cfg.filter_order + 1;
@@ -173,10 +180,10 @@ pub fn shift_operator(h_est: &[Array1<c64>]) -> Array2<f64> {
 /// 1e-30). For `R̂_k = ĥ_k ĥ_k^H` they equal [`features`].
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `r_hat` and `targets` differ in length.
+/// [`Error::ShapeMismatch`] when `r_hat` and `targets` differ in length.
 pub fn stat_features(r_hat: &[Array2<c64>], targets: &[f64], zeta: f64) -> Result<Array2<f64>, Error> {
     if r_hat.len() != targets.len() {
-        return Err(Error::InvalidInput(format!("{} covariances for {} targets", r_hat.len(), targets.len())));
+        return Err(Error::shape("statistical features: targets (one per covariance)", r_hat.len(), targets.len()));
     }
     let ln = |x: f64| x.max(1e-30).ln();
     Ok(Array2::from_shape_fn((r_hat.len(), N_FEATURES), |(k, f)| match f {
@@ -229,10 +236,10 @@ pub fn build(vars: &VarMap, cfg: &GcnConfig, seed: u64) -> Result<Gcn, Error> {
 /// Sets variable `name` of `vars` to `value`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for an unknown name; candle errors for a shape mismatch.
+/// [`Error::UnknownVariable`] for an unknown name; candle errors for a shape mismatch.
 pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error> {
-    let data = vars.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
-    let var = data.get(name).ok_or_else(|| Error::InvalidInput(format!("no variable {name}")))?;
+    let data = vars.data().lock().map_err(|_| Error::PoisonedLock)?;
+    let var = data.get(name).ok_or_else(|| Error::UnknownVariable { name: name.to_string() })?;
     var.set(&value.to_dtype(var.dtype())?)?;
     Ok(())
 }
@@ -241,7 +248,7 @@ pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error>
 /// `instances`) in the `norm.*` variables held in `vars`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for an empty set; candle errors.
+/// [`Error::Empty`] for an empty set; candle errors.
 pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Error> {
     let rows: Vec<Array2<f64>> = instances.iter().map(features).collect();
     fit_normalisation_rows(vars, &rows)
@@ -253,7 +260,8 @@ pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Er
 /// ones.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for an empty set or mismatched lengths; candle errors.
+/// [`Error::Empty`] for an empty set, [`Error::ShapeMismatch`] for mismatched lengths; candle
+/// errors.
 pub fn fit_stat_normalisation<'a>(
     vars: &VarMap,
     systems: impl IntoIterator<Item = (&'a [Array2<c64>], &'a [f64], f64)>,
@@ -270,10 +278,10 @@ fn fit_normalisation_rows(vars: &VarMap, rows: &[Array2<f64>]) -> Result<(), Err
     let n: usize = rows.iter().map(|r| r.nrows()).sum();
     let n_f = rows.first().map_or(0, |r| r.ncols());
     if n == 0 || n_f == 0 {
-        return Err(Error::InvalidInput("normalisation needs instances".into()));
+        return Err(Error::Empty { what: "normalisation set (instances or users)" });
     }
-    if rows.iter().any(|r| r.ncols() != n_f) {
-        return Err(Error::InvalidInput("feature blocks of different widths".into()));
+    if let Some(r) = rows.iter().find(|r| r.ncols() != n_f) {
+        return Err(Error::shape("feature block width", n_f, r.ncols()));
     }
     let mut mean = vec![0.0; n_f];
     let mut sq = vec![0.0; n_f];
@@ -289,11 +297,11 @@ fn fit_normalisation_rows(vars: &VarMap, rows: &[Array2<f64>]) -> Result<(), Err
     let n_in = vars
         .data()
         .lock()
-        .map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?
+        .map_err(|_| Error::PoisonedLock)?
         .get("norm.mean")
         .map_or(n_f, |v| v.as_tensor().elem_count());
     if n_in < n_f {
-        return Err(Error::InvalidInput(format!("{n_f} features for a network with {n_in} inputs")));
+        return Err(Error::shape("features (network inputs)", format!("at most {n_in}"), n_f));
     }
     mean.resize(n_in, 0.0);
     std.resize(n_in, 1.0);

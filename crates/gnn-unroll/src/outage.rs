@@ -17,11 +17,14 @@ use crate::data::{complex_normal, psd_sqrt};
 /// SINRs `[K]` of the effective precoder `w: [N × K]` on channels `h_k: [N]` (unit noise).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when the number of channels or their length does not match `w`.
+/// [`Error::ShapeMismatch`] when the number of channels or their length does not match `w`.
 pub fn sinrs(w: ArrayView2<'_, c64>, h: &[Array1<c64>]) -> Result<Vec<f64>, Error> {
     let (n, k) = w.dim();
-    if h.len() != k || h.iter().any(|v| v.len() != n) {
-        return Err(Error::InvalidInput(format!("{} channels for a {n}x{k} precoder", h.len())));
+    if h.len() != k {
+        return Err(Error::shape("channels (one per precoder column)", k, h.len()));
+    }
+    if let Some(v) = h.iter().find(|v| v.len() != n) {
+        return Err(Error::shape("channel length (precoder rows)", n, v.len()));
     }
     Ok(h.iter()
         .enumerate()
@@ -41,7 +44,8 @@ pub fn sinrs(w: ArrayView2<'_, c64>, h: &[Array1<c64>]) -> Result<Vec<f64>, Erro
 /// estimated from `n_draws` joint draws.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for mismatched shapes or `n_draws = 0`; linear-algebra errors.
+/// [`Error::ShapeMismatch`] for mismatched counts or shapes, [`Error::InvalidParameter`] for
+/// `n_draws = 0`; linear-algebra errors.
 pub fn posterior_outage<R: Rng + ?Sized>(
     w: ArrayView2<'_, c64>,
     h_est: &[Array1<c64>],
@@ -51,8 +55,14 @@ pub fn posterior_outage<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<f64>, Error> {
     let k = h_est.len();
-    if err_cov.len() != k || targets.len() != k || n_draws == 0 {
-        return Err(Error::InvalidInput("posterior_outage: K estimates, K covariances, K targets, n_draws > 0".into()));
+    if err_cov.len() != k {
+        return Err(Error::shape("error covariances (one per estimate)", k, err_cov.len()));
+    }
+    if targets.len() != k {
+        return Err(Error::shape("SINR targets (one per estimate)", k, targets.len()));
+    }
+    if n_draws == 0 {
+        return Err(Error::param("n_draws", "at least one Monte-Carlo draw, got 0"));
     }
     let roots = err_cov.iter().map(psd_sqrt).collect::<Result<Vec<_>, _>>()?;
     let mut count = vec![0usize; k];
@@ -73,13 +83,13 @@ pub fn posterior_outage<R: Rng + ?Sized>(
 /// Returns the smallest visited margin (linear) whose outage is `≤ epsilon`, or the upper end.
 ///
 /// # Errors
-/// Any error of `outage_at`; [`Error::InvalidInput`] for an empty interval.
+/// Any error of `outage_at`; [`Error::InvalidParameter`] (`lo_db`) for an empty interval.
 pub fn calibrate_margin<F>(mut outage_at: F, epsilon: f64, lo_db: f64, hi_db: f64, n_steps: usize) -> Result<f64, Error>
 where
     F: FnMut(f64) -> Result<f64, Error>,
 {
     if !(lo_db <= hi_db) {
-        return Err(Error::InvalidInput(format!("margin interval [{lo_db}, {hi_db}] dB")));
+        return Err(Error::param("lo_db", format!("margin interval [{lo_db}, {hi_db}] dB is empty")));
     }
     let lin = |db: f64| 10f64.powf(db / 10.0);
     let (mut lo, mut hi) = (lo_db, hi_db);

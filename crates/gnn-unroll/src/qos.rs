@@ -33,8 +33,8 @@
 use beamlab_linalg_ops::{LinalgError, c64, generalized_self_adjoint_eigen};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use crate::Error;
 use crate::util::{lu_solve, quad};
+use crate::{Error, InfeasibleReason};
 
 /// A QoS power-minimisation instance for a fixed analog matrix: `S_k`, `I_k`, `Φ` (all `[M × M]`)
 /// and the targets `γ_k` (linear). See the module docs for the model.
@@ -55,7 +55,9 @@ impl QosSystem {
     /// - `targets`: `γ_k`, `K` finite positive values.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for empty input, shape mismatches, non-finite entries or bad targets.
+    /// [`Error::Empty`] without users or RF chains, [`Error::ShapeMismatch`] for counts or sizes
+    /// that do not fit, [`Error::NonFinite`] for a non-finite matrix entry,
+    /// [`Error::InvalidTarget`] for a target that is not finite and positive.
     pub fn new(
         wanted: Vec<Array2<c64>>,
         interference: Vec<Array2<c64>>,
@@ -64,25 +66,27 @@ impl QosSystem {
     ) -> Result<Self, Error> {
         let k = wanted.len();
         let m = phi.nrows();
-        if k == 0 || m == 0 {
-            return Err(Error::InvalidInput("QoS system needs at least one user and one RF chain".into()));
+        if k == 0 {
+            return Err(Error::Empty { what: "QoS system users (wanted matrices)" });
         }
-        if interference.len() != k || targets.len() != k {
-            return Err(Error::InvalidInput(format!(
-                "{k} wanted matrices, {} interference matrices, {} targets",
-                interference.len(),
-                targets.len()
-            )));
+        if m == 0 {
+            return Err(Error::Empty { what: "QoS system RF chains (phi)" });
         }
-        if phi.ncols() != m || wanted.iter().chain(&interference).any(|s| s.dim() != (m, m)) {
-            return Err(Error::InvalidInput(format!("all matrices must be {m}x{m}")));
+        if interference.len() != k {
+            return Err(Error::shape("QoS interference matrices (one per user)", k, interference.len()));
+        }
+        if targets.len() != k {
+            return Err(Error::shape("QoS SINR targets (one per user)", k, targets.len()));
+        }
+        if let Some(a) = std::iter::once(&phi).chain(&wanted).chain(&interference).find(|a| a.dim() != (m, m)) {
+            return Err(Error::shape("QoS system matrix", format!("{m}x{m}"), format!("{:?}", a.dim())));
         }
         let finite = |a: &Array2<c64>| a.iter().all(|z| z.re.is_finite() && z.im.is_finite());
         if !finite(&phi) || !wanted.iter().chain(&interference).all(finite) {
-            return Err(Error::InvalidInput("non-finite matrix entry".into()));
+            return Err(Error::NonFinite { what: "QoS system matrices" });
         }
-        if targets.iter().any(|g| !(g.is_finite() && *g > 0.0)) {
-            return Err(Error::InvalidInput("SINR targets must be finite and > 0".into()));
+        if let Some((user, &value)) = targets.iter().enumerate().find(|(_, g)| !(g.is_finite() && **g > 0.0)) {
+            return Err(Error::InvalidTarget { user, value });
         }
         Ok(Self { wanted, interference, phi, targets })
     }
@@ -287,31 +291,30 @@ pub(crate) fn downlink_powers(sys: &QosSystem, w: ArrayView2<'_, c64>) -> Option
 ///
 /// # Errors
 /// [`Error::Infeasible`] when the targets cannot be met (or the iteration limit is hit),
-/// [`Error::Singular`] when some `B_k` is not positive definite, [`Error::InvalidInput`] for a bad
-/// warm start.
+/// [`Error::Singular`] when some `B_k` is not positive definite, [`Error::ShapeMismatch`] or
+/// [`Error::InvalidParameter`] (`warm_start`) for a warm start that is not `K` finite non-negative
+/// powers.
 pub fn solve_qos(sys: &QosSystem, opts: &QosOptions, warm_start: Option<&[f64]>) -> Result<QosSolution, Error> {
     let k = sys.n_users();
     let mut q = match warm_start {
-        Some(q0) if q0.len() != k || q0.iter().any(|x| !(x.is_finite() && *x >= 0.0)) => {
-            return Err(Error::InvalidInput("warm start must be K finite non-negative powers".into()));
+        Some(q0) if q0.len() != k => return Err(Error::shape("warm-start powers (one per user)", k, q0.len())),
+        Some(q0) if q0.iter().any(|x| !(x.is_finite() && *x >= 0.0)) => {
+            return Err(Error::param("warm_start", format!("powers must be finite and >= 0, got {q0:?}")));
         }
         Some(q0) => q0.to_vec(),
         None => vec![0.0; k],
     };
-    let infeasible = |sum: f64, n: usize, reason: &str| Error::Infeasible {
-        sum_power: sum,
-        n_iterations: n,
-        reason: reason.to_string(),
-    };
+    let infeasible =
+        |sum: f64, n: usize, reason: InfeasibleReason| Error::Infeasible { sum_power: sum, n_iterations: n, reason };
     let mut n_iterations = 0;
     loop {
         if n_iterations >= opts.max_n_iterations {
-            return Err(infeasible(q.iter().sum(), n_iterations, "iteration limit reached"));
+            return Err(infeasible(q.iter().sum(), n_iterations, InfeasibleReason::IterationLimit));
         }
         n_iterations += 1;
         let (lambdas, w) = beams_at(sys, &q)?;
-        if lambdas.iter().any(|l| !(*l > 0.0 && l.is_finite())) {
-            return Err(infeasible(f64::INFINITY, n_iterations, "a user receives no wanted signal"));
+        if let Some(user) = lambdas.iter().position(|l| !(*l > 0.0 && l.is_finite())) {
+            return Err(infeasible(f64::INFINITY, n_iterations, InfeasibleReason::NoWantedSignal { user }));
         }
         let fixed_point: Vec<f64> = lambdas.iter().zip(&sys.targets).map(|(l, g)| g / l).collect();
         let next = match opts.accelerate.then(|| linear_uplink(sys, &w)).flatten() {
@@ -320,7 +323,7 @@ pub fn solve_qos(sys: &QosSystem, opts: &QosOptions, warm_start: Option<&[f64]>)
         };
         let sum: f64 = next.iter().sum();
         if !(sum <= opts.power_cap) {
-            return Err(infeasible(sum, n_iterations, "uplink sum power exceeds the cap"));
+            return Err(infeasible(sum, n_iterations, InfeasibleReason::PowerCap));
         }
         let change: f64 = next.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum();
         q = next;
@@ -330,7 +333,7 @@ pub fn solve_qos(sys: &QosSystem, opts: &QosOptions, warm_start: Option<&[f64]>)
     }
     let (_, beams) = beams_at(sys, &q)?;
     let powers = downlink_powers(sys, beams.view())
-        .ok_or_else(|| infeasible(q.iter().sum(), n_iterations, "downlink power system has no positive solution"))?;
+        .ok_or_else(|| infeasible(q.iter().sum(), n_iterations, InfeasibleReason::NoPositiveDownlink))?;
     let weights = (0..k).map(|u| quad(&sys.phi, beams.column(u))).collect();
     Ok(QosSolution { uplink_powers: q, beams, powers, weights, n_iterations })
 }
@@ -420,13 +423,22 @@ mod tests {
         let sys = rank_one_system(2, 5, 100.0, 1);
         for accelerate in [true, false] {
             let opts = QosOptions { accelerate, ..QosOptions::default() };
-            assert!(matches!(solve_qos(&sys, &opts, None), Err(Error::Infeasible { .. })));
+            assert!(matches!(
+                solve_qos(&sys, &opts, None),
+                Err(Error::Infeasible { reason: InfeasibleReason::PowerCap | InfeasibleReason::IterationLimit, .. })
+            ));
         }
-        // A user with a zero channel.
+        // The caller can act on it: the same channels serve lower targets.
+        let low = rank_one_system(2, 5, 0.01, 1);
+        let sol = solve_qos(&low, &QosOptions::default(), None).unwrap();
+        check_identities(&low, &sol);
+        // A user with a zero channel: named in the reason.
         let mut s = rank_one_system(3, 2, 1.0, 2).wanted().to_vec();
         s[1] = Array2::zeros((3, 3));
         let sys = QosSystem::new(s.clone(), s, Array2::eye(3), vec![1.0, 1.0]).unwrap();
-        assert!(matches!(solve_qos(&sys, &QosOptions::default(), None), Err(Error::Infeasible { .. })));
+        let err = solve_qos(&sys, &QosOptions::default(), None).unwrap_err();
+        assert!(matches!(err, Error::Infeasible { reason: InfeasibleReason::NoWantedSignal { user: 1 }, .. }), "{err}");
+        assert!(err.to_string().contains("user 1 receives no wanted signal"), "{err}");
     }
 
     #[test]
@@ -442,14 +454,27 @@ mod tests {
     fn bad_input_is_rejected() {
         let base = rank_one_system(3, 2, 1.0, 5);
         let (s, i) = (base.wanted().to_vec(), base.interference().to_vec());
-        assert!(QosSystem::new(vec![], vec![], Array2::eye(3), vec![]).is_err());
-        assert!(QosSystem::new(s.clone(), i.clone(), Array2::eye(2), vec![1.0; 2]).is_err());
-        assert!(QosSystem::new(s.clone(), i.clone(), Array2::eye(3), vec![1.0, f64::NAN]).is_err());
+        assert!(matches!(QosSystem::new(vec![], vec![], Array2::eye(3), vec![]), Err(Error::Empty { .. })));
+        assert!(matches!(
+            QosSystem::new(s.clone(), i.clone(), Array2::eye(2), vec![1.0; 2]),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            QosSystem::new(s.clone(), i.clone(), Array2::eye(3), vec![1.0, f64::NAN]),
+            Err(Error::InvalidTarget { user: 1, value }) if value.is_nan()
+        ));
         let mut bad = s.clone();
         bad[0][[0, 0]] = c64::new(f64::INFINITY, 0.0);
-        assert!(QosSystem::new(bad, i.clone(), Array2::eye(3), vec![1.0; 2]).is_err());
+        assert!(matches!(QosSystem::new(bad, i.clone(), Array2::eye(3), vec![1.0; 2]), Err(Error::NonFinite { .. })));
         let sys = QosSystem::new(s, i, Array2::eye(3), vec![1.0; 2]).unwrap();
-        assert!(solve_qos(&sys, &QosOptions::default(), Some(&[1.0])).is_err());
+        assert!(matches!(
+            solve_qos(&sys, &QosOptions::default(), Some(&[1.0])),
+            Err(Error::ShapeMismatch { expected, found, .. }) if expected == "2" && found == "1"
+        ));
+        assert!(matches!(
+            solve_qos(&sys, &QosOptions::default(), Some(&[1.0, -1.0])),
+            Err(Error::InvalidParameter { name: "warm_start", .. })
+        ));
         assert!(solve_qos(&sys, &QosOptions::default(), Some(&[1.0, -1.0])).is_err());
     }
 }

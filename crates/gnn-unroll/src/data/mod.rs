@@ -30,10 +30,12 @@ pub use statistical::{StatInstance, draw_stat_instance, sample_covariance};
 /// column index `i1 · O2 N2 + i2`. With `O1 = O2 = 1` the columns are orthonormal.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when any dimension is zero.
+/// [`Error::InvalidParameter`] naming a zero dimension.
 pub fn dft_codebook(n1: usize, n2: usize, o1: usize, o2: usize) -> Result<Array2<c64>, Error> {
-    if n1 == 0 || n2 == 0 || o1 == 0 || o2 == 0 {
-        return Err(Error::InvalidInput(format!("codebook dimensions must be positive: {n1}x{n2}, O = {o1}x{o2}")));
+    for (name, d) in [("n1", n1), ("n2", n2), ("o1", o1), ("o2", o2)] {
+        if d == 0 {
+            return Err(Error::param(name, format!("codebook dimensions must be >= 1, got {n1}x{n2}, O = {o1}x{o2}")));
+        }
     }
     let (c1, c2) = (o1 * n1, o2 * n2);
     let n = n1 * n2;
@@ -101,11 +103,17 @@ pub fn complex_normal<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Array1<c64> {
 /// `(F, C_e)` with `ĥ = F y`, `F = √ρ R (ρR + I)^{-1}`, `C_e = R − ρ R (ρR + I)^{-1} R`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for a negative or non-finite `rho` or a non-square `R`; linear-algebra
-/// errors.
+/// [`Error::InvalidParameter`] for a negative or non-finite `rho`, [`Error::Empty`] or
+/// [`Error::ShapeMismatch`] for an empty or non-square `R`; linear-algebra errors.
 pub fn mmse_filter(r: &Array2<c64>, rho: f64) -> Result<(Array2<c64>, Array2<c64>), Error> {
-    if !(rho.is_finite() && rho >= 0.0) || r.nrows() != r.ncols() || r.is_empty() {
-        return Err(Error::InvalidInput(format!("MMSE filter needs a square covariance and rho >= 0, got {rho}")));
+    if !(rho.is_finite() && rho >= 0.0) {
+        return Err(Error::param("rho", format!("pilot power must be finite and >= 0, got {rho}")));
+    }
+    if r.is_empty() {
+        return Err(Error::Empty { what: "MMSE filter covariance" });
+    }
+    if r.nrows() != r.ncols() {
+        return Err(Error::shape("MMSE filter covariance", "a square matrix", format!("{:?}", r.dim())));
     }
     let n = r.nrows();
     let a = r.mapv(|z| z * rho) + Array2::<c64>::eye(n);
@@ -128,7 +136,7 @@ pub struct ChannelEstimate {
 /// Noisy MMSE estimate (55) of `h` from one pilot observation with power `rho` (linear).
 ///
 /// # Errors
-/// As [`mmse_filter`], plus [`Error::InvalidInput`] when `h` does not match `R`.
+/// As [`mmse_filter`], plus [`Error::ShapeMismatch`] when `h` does not match `R`.
 pub fn mmse_estimate<R: Rng + ?Sized>(
     r: &Array2<c64>,
     h: ArrayView1<'_, c64>,
@@ -136,7 +144,7 @@ pub fn mmse_estimate<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Result<ChannelEstimate, Error> {
     if h.len() != r.nrows() {
-        return Err(Error::InvalidInput(format!("channel of length {} for a {:?} covariance", h.len(), r.dim())));
+        return Err(Error::shape("channel length (covariance rows)", r.nrows(), h.len()));
     }
     let (f, err_cov) = mmse_filter(r, rho)?;
     let y = h.mapv(|z| z * rho.sqrt()) + complex_normal(h.len(), rng);
@@ -153,7 +161,8 @@ pub fn mmse_estimate<R: Rng + ?Sized>(
 /// unquantised (decision, docs/gnn-unroll.md). The reconstruction with the least `‖h − ĥ‖` wins.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for a length mismatch, zero dimensions, `n_keep = 0` or non-finite `h`.
+/// [`Error::InvalidParameter`] for zero dimensions or `n_keep = 0`, [`Error::ShapeMismatch`] when
+/// `h` is not of length `n1 n2`, [`Error::NonFinite`] for a non-finite `h`.
 pub fn dft_quantise(
     h: ArrayView1<'_, c64>,
     n1: usize,
@@ -163,13 +172,16 @@ pub fn dft_quantise(
     n_keep: usize,
 ) -> Result<Array1<c64>, Error> {
     let n = n1 * n2;
-    if h.len() != n || n == 0 || n_keep == 0 || o1 == 0 || o2 == 0 {
-        return Err(Error::InvalidInput(format!("dft_quantise: h of length {} for {n1}x{n2}, L = {n_keep}", h.len())));
-    }
-    if h.iter().any(|z| !(z.re.is_finite() && z.im.is_finite())) {
-        return Err(Error::InvalidInput("dft_quantise: non-finite channel".into()));
+    if n_keep == 0 {
+        return Err(Error::param("n_keep", "at least one DFT coefficient must be kept, got 0"));
     }
     let codebook = dft_codebook(n1, n2, o1, o2)?;
+    if h.len() != n {
+        return Err(Error::shape("quantised channel length (n1 n2)", n, h.len()));
+    }
+    if h.iter().any(|z| !(z.re.is_finite() && z.im.is_finite())) {
+        return Err(Error::NonFinite { what: "channel to quantise" });
+    }
     let c2 = o2 * n2;
     let levels: Vec<f64> = (0..8).map(|k| 0.5f64.powf(k as f64 / 2.0)).collect();
     let zero_below = 0.5f64.powf(7.25);
@@ -209,7 +221,8 @@ pub fn dft_quantise(
             }
         }
     }
-    best.map(|(_, r)| r).ok_or_else(|| Error::InvalidInput("dft_quantise: no basis".into()))
+    // `o1, o2 >= 1` (checked by `dft_codebook`), so at least one basis was tried.
+    best.map(|(_, r)| r).ok_or(Error::Empty { what: "DFT bases" })
 }
 
 /// How a constraint group degrades the CSI.
@@ -245,6 +258,37 @@ pub struct Scenario {
     pub target_db: (f64, f64),
 }
 
+impl Scenario {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the field: zero array size or users, an inverted or
+    /// non-finite target range, a negative or non-finite angular spread or maximum angle.
+    pub fn check(&self) -> Result<(), Error> {
+        let (n1, n2) = self.n_antennas;
+        if n1 == 0 || n2 == 0 {
+            return Err(Error::param("n_antennas", format!("UPA sizes must be >= 1, got {n1}x{n2}")));
+        }
+        if self.n_users == 0 {
+            return Err(Error::param("n_users", "at least one user, got 0"));
+        }
+        let (lo, hi) = self.target_db;
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(Error::param("target_db", format!("[{lo}, {hi}] dB must be finite and ordered")));
+        }
+        if !(self.angular_spread_deg.is_finite() && self.angular_spread_deg >= 0.0) {
+            return Err(Error::param(
+                "angular_spread_deg",
+                format!("must be finite and >= 0, got {}", self.angular_spread_deg),
+            ));
+        }
+        if !self.max_angle_deg.is_finite() {
+            return Err(Error::param("max_angle_deg", format!("must be finite, got {}", self.max_angle_deg)));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Scenario {
     fn default() -> Self {
         Self { n_antennas: (4, 4), n_users: 3, angular_spread_deg: 10.0, max_angle_deg: 60.0, target_db: (0.0, 10.0) }
@@ -273,26 +317,30 @@ pub struct Instance {
 /// Draws one instance of `scenario` with the CSI model of `csi`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for a bad scenario (zero sizes, inverted ranges); linear-algebra errors.
+/// [`Error::InvalidParameter`] naming the scenario or CSI-model field that is out of range (zero
+/// sizes, inverted or non-finite ranges, `n_keep = 0`); linear-algebra errors.
 pub fn draw_instance<R: Rng + ?Sized>(
     scenario: &Scenario,
     csi: &CsiModel,
     group: usize,
     rng: &mut R,
 ) -> Result<Instance, Error> {
+    scenario.check()?;
     let (n1, n2) = scenario.n_antennas;
     let (t_lo, t_hi) = scenario.target_db;
-    if n1 == 0 || n2 == 0 || scenario.n_users == 0 || !(t_lo <= t_hi) || !(scenario.angular_spread_deg >= 0.0) {
-        return Err(Error::InvalidInput(format!("bad scenario {scenario:?}")));
-    }
     let sigma = scenario.angular_spread_deg.to_radians();
     let max_angle = scenario.max_angle_deg.to_radians().abs();
     let zeta = match csi {
         CsiModel::Pilot { lo_db, hi_db } if lo_db <= hi_db && lo_db.is_finite() && hi_db.is_finite() => {
             10f64.powf(rng.random_range(*lo_db..=*hi_db) / 10.0)
         }
+        CsiModel::Pilot { lo_db, hi_db } => {
+            return Err(Error::param("lo_db", format!("pilot range [{lo_db}, {hi_db}] dB must be finite and ordered")));
+        }
         CsiModel::Quantised { n_keep } if *n_keep >= 1 => *n_keep as f64,
-        _ => return Err(Error::InvalidInput(format!("bad CSI model {csi:?}"))),
+        CsiModel::Quantised { .. } => {
+            return Err(Error::param("n_keep", "at least one DFT coefficient must be kept, got 0"));
+        }
     };
     let (mut cov, mut h, mut h_est, mut errs, mut targets) = (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..scenario.n_users {

@@ -15,11 +15,18 @@ use crate::util::outer;
 /// Sample covariance `(1/T) Σ_t v_t v_t^H` of `T ≥ 1` vectors of equal length.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for no vectors, unequal lengths or non-finite entries.
+/// [`Error::Empty`] for no vectors or zero-length vectors, [`Error::ShapeMismatch`] for unequal
+/// lengths, [`Error::NonFinite`] for non-finite entries.
 pub fn sample_covariance(vectors: &[Array1<c64>]) -> Result<Array2<c64>, Error> {
-    let n = vectors.first().map(Array1::len).ok_or_else(|| Error::InvalidInput("no samples".into()))?;
-    if n == 0 || vectors.iter().any(|v| v.len() != n || v.iter().any(|z| !(z.re.is_finite() && z.im.is_finite()))) {
-        return Err(Error::InvalidInput("sample covariance needs finite vectors of one non-zero length".into()));
+    let n = vectors.first().map(Array1::len).ok_or(Error::Empty { what: "sample covariance samples" })?;
+    if n == 0 {
+        return Err(Error::Empty { what: "sample covariance vectors" });
+    }
+    if let Some(v) = vectors.iter().find(|v| v.len() != n) {
+        return Err(Error::shape("sample covariance vector length", n, v.len()));
+    }
+    if vectors.iter().flat_map(|v| v.iter()).any(|z| !(z.re.is_finite() && z.im.is_finite())) {
+        return Err(Error::NonFinite { what: "sample covariance vectors" });
     }
     let mut r = Array2::<c64>::zeros((n, n));
     for v in vectors {
@@ -60,8 +67,8 @@ impl StatInstance {
 /// `n_samples` channel samples each, DFT feedback with `n_keep` coefficients (oversampling 4 × 4).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for a bad scenario, `n_keep = 0` or `n_samples = 0`; linear-algebra
-/// errors.
+/// [`Error::InvalidParameter`] naming the field for a bad scenario ([`Scenario::check`]),
+/// `n_keep = 0` or `n_samples = 0`; linear-algebra errors.
 pub fn draw_stat_instance<R: Rng + ?Sized>(
     scenario: &Scenario,
     n_keep: usize,
@@ -69,16 +76,15 @@ pub fn draw_stat_instance<R: Rng + ?Sized>(
     group: usize,
     rng: &mut R,
 ) -> Result<StatInstance, Error> {
+    scenario.check()?;
+    if n_keep == 0 {
+        return Err(Error::param("n_keep", "at least one DFT coefficient must be kept, got 0"));
+    }
+    if n_samples == 0 {
+        return Err(Error::param("n_samples", "at least one channel sample per system, got 0"));
+    }
     let (n1, n2) = scenario.n_antennas;
     let (t_lo, t_hi) = scenario.target_db;
-    if n1 == 0 || n2 == 0 || scenario.n_users == 0 || n_keep == 0 || n_samples == 0 || !(t_lo <= t_hi) {
-        return Err(Error::InvalidInput(format!(
-            "bad statistical-CSI scenario {scenario:?}, L = {n_keep}, T = {n_samples}"
-        )));
-    }
-    if !(scenario.angular_spread_deg >= 0.0 && scenario.angular_spread_deg.is_finite()) {
-        return Err(Error::InvalidInput(format!("bad angular spread {}", scenario.angular_spread_deg)));
-    }
     let sigma = scenario.angular_spread_deg.to_radians();
     let max_angle = scenario.max_angle_deg.to_radians().abs();
     let (mut cov, mut roots, mut targets) = (vec![], vec![], vec![]);

@@ -117,38 +117,55 @@ impl TableBase {
     /// Validates `params` and the network's group inputs against `groups`.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the offending field.
+    /// [`Error::InvalidParameter`] naming the offending field; [`Error::Empty`] without groups.
     pub(crate) fn new(params: OutageTableParams, groups: Vec<(Scenario, CsiModel)>) -> Result<Self, Error> {
         let p = &params;
-        let bad = |m: &str| Err(Error::InvalidInput(format!("outage table: {m}")));
-        if groups.is_empty() {
-            return bad("no constraint groups");
+        if p.n_antennas.contains(&0) {
+            return Err(Error::param("n_antennas", format!("UPA sizes must be >= 1, got {:?}", p.n_antennas)));
         }
-        if p.n_antennas.contains(&0) || p.n_users == 0 || p.n_rf == 0 || p.n_rf > p.n_antennas[0] * p.n_antennas[1] {
-            return bad("sizes must be positive with n_rf <= N1 N2");
+        let counts = [
+            ("n_users", p.n_users),
+            ("n_rf", p.n_rf),
+            ("n_train", p.n_train),
+            ("n_val", p.n_val),
+            ("n_test", p.n_test),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(Error::param(name, "must be >= 1, got 0"));
         }
-        if !(p.power_budget.is_finite() && p.power_budget > 0.0) || p.rho_db.is_empty() {
-            return bad("power_budget must be finite > 0 and rho_db non-empty");
+        let n = p.n_antennas[0] * p.n_antennas[1];
+        if p.n_rf > n {
+            return Err(Error::param("n_rf", format!("{} RF chains exceed the {n} antennas", p.n_rf)));
         }
-        if p.rho_db.iter().any(|r| !r.is_finite()) || !(p.target_db[0] <= p.target_db[1]) {
-            return bad("rho_db must be finite and target_db ordered");
+        if !(p.power_budget.is_finite() && p.power_budget > 0.0) {
+            return Err(Error::param("power_budget", format!("must be finite and > 0, got {}", p.power_budget)));
         }
-        if p.n_train == 0 || p.n_val == 0 || p.n_test == 0 || !(p.epsilon > 0.0 && p.epsilon < 1.0) {
-            return bad("data set sizes must be >= 1 and epsilon in (0, 1)");
+        if p.rho_db.is_empty() || p.rho_db.iter().any(|r| !r.is_finite()) {
+            return Err(Error::param("rho_db", format!("must be non-empty and finite, got {:?}", p.rho_db)));
+        }
+        if !(p.target_db[0].is_finite() && p.target_db[1].is_finite() && p.target_db[0] <= p.target_db[1]) {
+            return Err(Error::param("target_db", format!("must be finite and ordered, got {:?}", p.target_db)));
+        }
+        if !(p.epsilon > 0.0 && p.epsilon < 1.0) {
+            return Err(Error::param("epsilon", format!("must be in (0, 1), got {}", p.epsilon)));
         }
         if !(p.margin_max_db >= 0.0 && p.margin_max_db.is_finite()) {
-            return bad("margin_max_db must be finite >= 0");
+            return Err(Error::param("margin_max_db", format!("must be finite and >= 0, got {}", p.margin_max_db)));
         }
-        if p.calibrate_learned_db.is_some_and(|c| !(c > 0.0 && c <= 30.0)) {
-            return bad("calibrate_learned_db must be in (0, 30]");
+        if let Some(c) = p.calibrate_learned_db.filter(|c| !(*c > 0.0 && *c <= 30.0)) {
+            return Err(Error::param("calibrate_learned_db", format!("must be in (0, 30], got {c}")));
         }
         TrainParams { epsilon: p.epsilon, ..p.train.clone() }.check()?;
+        p.gcn.check()?;
+        if groups.is_empty() {
+            return Err(Error::Empty { what: "constraint groups" });
+        }
         if let Some(n) = p.gcn.group_inputs {
             if n.get() != groups.len() {
-                return Err(Error::InvalidInput(format!(
-                    "outage table: gcn.group_inputs = {n} must be the number of constraint groups ({})",
-                    groups.len()
-                )));
+                return Err(Error::param(
+                    "gcn.group_inputs",
+                    format!("{n} must be the number of constraint groups ({})", groups.len()),
+                ));
             }
         }
         Ok(Self { params, groups })
@@ -486,7 +503,8 @@ pub(crate) fn baseband_design(
 /// does not depend on the thread count.
 ///
 /// # Errors
-/// Errors of `draw` and `feasible`; [`Error::InvalidInput`] when almost nothing is feasible.
+/// Errors of `draw` and `feasible`; [`Error::NoFeasibleInstances`] when almost nothing is
+/// feasible (more than `100 n + 100` draws).
 pub(crate) fn draw_feasible<T, D, F>(
     seed: u64,
     n: usize,
@@ -504,7 +522,7 @@ where
     let mut n_drawn = 0usize;
     while out.len() < n {
         if n_drawn > 100 * n + 100 {
-            return Err(Error::InvalidInput("almost every instance is infeasible under perfect CSI".into()));
+            return Err(Error::NoFeasibleInstances { n_wanted: n, n_drawn, n_feasible: out.len() });
         }
         let need = n - out.len();
         let chunk =

@@ -101,23 +101,26 @@ impl Generalisation {
     /// Validates the parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the offending field; as [`crate::OutageTable::new`] for `base`.
+    /// [`Error::InvalidParameter`] naming the offending field; as [`crate::OutageTable::new`] for
+    /// `base`.
     pub fn new(params: GeneralisationParams) -> Result<Self, Error> {
-        let bad = |m: String| Err(Error::InvalidInput(format!("generalisation table: {m}")));
         let n_rf = params.base.n_rf;
         let ks = &params.user_counts;
         if ks.is_empty() || ks.iter().any(|&k| k == 0 || k > n_rf) {
-            return bad(format!("user_counts {ks:?} must be non-empty with 1 <= K <= n_rf = {n_rf}"));
+            return Err(Error::param("user_counts", format!("{ks:?} must be non-empty with 1 <= K <= n_rf = {n_rf}")));
         }
         if (1..ks.len()).any(|i| ks[..i].contains(&ks[i])) {
-            return bad(format!("user_counts {ks:?} must be distinct"));
+            return Err(Error::param("user_counts", format!("{ks:?} must be distinct")));
         }
         if params.train_users.is_empty() || params.train_users.iter().any(|k| !ks.contains(k)) {
-            return bad(format!("train_users {:?} must be a non-empty subset of user_counts", params.train_users));
+            return Err(Error::param(
+                "train_users",
+                format!("{:?} must be a non-empty subset of user_counts {ks:?}", params.train_users),
+            ));
         }
         let [lo, hi] = params.pilot_db;
         if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
-            return bad(format!("pilot_db {:?} must be finite and ordered", params.pilot_db));
+            return Err(Error::param("pilot_db", format!("{:?} must be finite and ordered", params.pilot_db)));
         }
         let b = &params.base;
         let groups = ks

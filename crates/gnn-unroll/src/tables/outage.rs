@@ -96,7 +96,7 @@ impl OutageTable {
     /// the pilot power uniform over their range.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the offending field.
+    /// [`Error::InvalidParameter`] naming the offending field.
     pub fn new(params: OutageTableParams) -> Result<Self, Error> {
         let scenario = params.scenario(params.angular_spread_deg);
         let groups = pilot_groups(&params.rho_db).into_iter().map(|c| (scenario.clone(), c)).collect();
@@ -233,9 +233,18 @@ mod tests {
 
     #[test]
     fn params_are_validated_and_strict() {
-        assert!(outage_table(OutageTableParams { n_rf: 17, ..tiny() }).is_err());
-        assert!(outage_table(OutageTableParams { epsilon: 0.0, ..tiny() }).is_err());
-        assert!(outage_table(OutageTableParams { rho_db: vec![], ..tiny() }).is_err());
+        // Each bad field is named, so a config error points at its key.
+        for (params, field) in [
+            (OutageTableParams { n_rf: 17, ..tiny() }, "n_rf"),
+            (OutageTableParams { epsilon: 0.0, ..tiny() }, "epsilon"),
+            (OutageTableParams { rho_db: vec![], ..tiny() }, "rho_db"),
+            (OutageTableParams { n_val: 0, ..tiny() }, "n_val"),
+            (OutageTableParams { power_budget: f64::NAN, ..tiny() }, "power_budget"),
+            (OutageTableParams { gcn: GcnConfig { width: 0, ..GcnConfig::default() }, ..tiny() }, "width"),
+        ] {
+            let err = outage_table(params).unwrap_err();
+            assert!(matches!(err, Error::InvalidParameter { name, .. } if name == field), "{field}: {err}");
+        }
         // Group inputs must match the number of groups (the fixed pilot powers plus the uniform one).
         let gi = |n, rho_db: Vec<f64>| OutageTableParams {
             gcn: GcnConfig { group_inputs: std::num::NonZeroUsize::new(n), ..GcnConfig::default() },
@@ -243,7 +252,9 @@ mod tests {
             ..tiny()
         };
         assert!(outage_table(gi(4, vec![0.0, 5.0, 10.0])).is_ok() && outage_table(gi(3, vec![0.0, 10.0])).is_ok());
-        assert!(outage_table(gi(3, vec![0.0, 5.0, 10.0])).is_err() && outage_table(gi(4, vec![0.0, 10.0])).is_err());
+        for bad in [gi(3, vec![0.0, 5.0, 10.0]), gi(4, vec![0.0, 10.0])] {
+            assert!(matches!(outage_table(bad), Err(Error::InvalidParameter { name: "gcn.group_inputs", .. })));
+        }
         let p: OutageTableParams =
             serde_json::from_str(r#"{"gcn": {"group_inputs": 4}, "calibrate_learned_db": 3.0}"#).unwrap();
         assert_eq!((p.gcn.n_group_inputs(), p.calibrate_learned_db), (4, Some(3.0)));

@@ -193,20 +193,20 @@ impl StatisticalTable {
     /// Validates the parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the field; as [`crate::OutageTable::new`] for `base`.
+    /// [`Error::InvalidParameter`] naming the field; as [`crate::OutageTable::new`] for `base`.
     pub fn new(params: StatisticalParams) -> Result<Self, Error> {
         let n = params.base.n_antennas[0] * params.base.n_antennas[1];
-        if params.n_keep.is_empty() || params.n_keep.iter().any(|&l| l == 0 || l > n) || params.n_samples == 0 {
-            return Err(Error::InvalidInput(format!(
-                "statistical table: n_keep {:?} must be non-empty within 1..={n}, n_samples >= 1",
-                params.n_keep
-            )));
+        if params.n_keep.is_empty() || params.n_keep.iter().any(|&l| l == 0 || l > n) {
+            return Err(Error::param("n_keep", format!("{:?} must be non-empty within 1..={n}", params.n_keep)));
+        }
+        if params.n_samples == 0 {
+            return Err(Error::param("n_samples", "at least one channel sample per system, got 0"));
         }
         if !(params.angular_spread_deg.is_finite() && params.angular_spread_deg >= 0.0) {
-            return Err(Error::InvalidInput(format!(
-                "statistical table: angular spread {}",
-                params.angular_spread_deg
-            )));
+            return Err(Error::param(
+                "angular_spread_deg",
+                format!("must be finite and >= 0, got {}", params.angular_spread_deg),
+            ));
         }
         let scenario = params.base.scenario(params.angular_spread_deg);
         let groups = params.n_keep.iter().map(|&l| (scenario.clone(), CsiModel::Quantised { n_keep: l })).collect();

@@ -31,7 +31,7 @@ impl EvalStats {
 /// Evaluates per-instance designs given by `design(inst)` on the true channels (exact outage).
 ///
 /// # Errors
-/// Errors of `design`; [`Error::InvalidInput`] for `n_groups = 0`.
+/// Errors of `design`; [`Error::InvalidParameter`] for `n_groups = 0`.
 pub fn evaluate_designs<F>(instances: &[Instance], n_groups: usize, p_max: f64, design: F) -> Result<EvalStats, Error>
 where
     F: Fn(&Instance) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
@@ -44,7 +44,7 @@ where
 /// system whose samples are evaluated as instances).
 ///
 /// # Errors
-/// Errors of `design`; [`Error::InvalidInput`] for `n_groups = 0`.
+/// Errors of `design`; [`Error::InvalidParameter`] for `n_groups = 0`.
 pub(crate) fn evaluate_indexed<I, F>(
     instances: &[I],
     n_groups: usize,
@@ -56,7 +56,7 @@ where
     F: Fn(usize, &Instance) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
 {
     if n_groups == 0 {
-        return Err(Error::InvalidInput("evaluate_designs needs at least one group".into()));
+        return Err(Error::param("n_groups", "at least one constraint group, got 0"));
     }
     let mut users = vec![0usize; n_groups];
     let mut outages = vec![0usize; n_groups];

@@ -129,39 +129,61 @@ impl TrainParams {
     /// Checks every field.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] naming the field.
+    /// [`Error::InvalidParameter`] naming the first field out of range (with its value).
     pub fn check(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::InvalidInput(format!("training parameter {m}")));
         let pos = |x: f64| x.is_finite() && x > 0.0;
-        if self.batch_size == 0 || self.eval_every == 0 || self.stop_patience == 0 || self.decay_patience == 0 {
-            return bad("batch_size, eval_every and the patiences must be >= 1");
+        let counts = [
+            ("batch_size", self.batch_size),
+            ("eval_every", self.eval_every),
+            ("decay_patience", self.decay_patience),
+            ("stop_patience", self.stop_patience),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            return Err(Error::param(name, "must be >= 1, got 0"));
         }
-        if !(pos(self.lr) && self.lr_dual.is_finite() && self.lr_dual >= 0.0 && self.mu_init >= 0.0) {
-            return bad("lr must be > 0, lr_dual and mu_init >= 0");
-        }
-        if !(pos(self.mu_max) && self.mu_init <= self.mu_max && self.mu_bar >= 0.0 && self.mu_bar.is_finite()) {
-            return bad("mu_max must be finite, >= mu_init; mu_bar finite >= 0");
+        // (field, value, holds, requirement)
+        let reals = [
+            ("lr", self.lr, pos(self.lr), "finite and > 0"),
+            ("lr_dual", self.lr_dual, self.lr_dual.is_finite() && self.lr_dual >= 0.0, "finite and >= 0"),
+            ("mu_init", self.mu_init, self.mu_init >= 0.0, ">= 0"),
+            ("mu_max", self.mu_max, pos(self.mu_max), "finite and > 0"),
+            ("mu_init", self.mu_init, self.mu_init <= self.mu_max, "<= mu_max"),
+            ("mu_bar", self.mu_bar, self.mu_bar.is_finite() && self.mu_bar >= 0.0, "finite and >= 0"),
+            ("epsilon", self.epsilon, self.epsilon > 0.0 && self.epsilon < 1.0, "in (0, 1)"),
+            ("decay_factor", self.decay_factor, self.decay_factor > 0.0 && self.decay_factor <= 1.0, "in (0, 1]"),
+            (
+                "infeasible_penalty",
+                self.infeasible_penalty,
+                self.infeasible_penalty.is_finite() && self.infeasible_penalty >= 0.0,
+                "finite and >= 0",
+            ),
+            (
+                "clip_percentile",
+                self.clip_percentile,
+                self.clip_percentile > 0.0 && self.clip_percentile <= 100.0,
+                "in (0, 100]",
+            ),
+        ];
+        if let Some((name, value, _, need)) = reals.iter().find(|(_, _, ok, _)| !ok) {
+            return Err(Error::param(name, format!("must be {need}, got {value}")));
         }
         if let ConstraintForm::Equality { mu_min } = self.constraint_form {
             if !(mu_min.is_finite() && mu_min < 0.0) {
-                return bad("equality duals need a finite mu_min < 0");
+                return Err(Error::param("constraint_form.mu_min", format!("must be finite and < 0, got {mu_min}")));
             }
         }
-        if !(self.epsilon > 0.0 && self.epsilon < 1.0 && self.decay_factor > 0.0 && self.decay_factor <= 1.0) {
-            return bad("epsilon must be in (0, 1), decay_factor in (0, 1]");
-        }
-        if !(self.infeasible_penalty >= 0.0 && self.infeasible_penalty.is_finite()) {
-            return bad("infeasible_penalty must be finite and >= 0");
-        }
-        if self.param_averaging.is_some_and(|b| !(b > 0.0 && b < 1.0)) {
-            return bad("param_averaging must be in (0, 1)");
-        }
-        if !(self.clip_percentile > 0.0 && self.clip_percentile <= 100.0) {
-            return bad("clip_percentile must be in (0, 100]");
+        if let Some(beta) = self.param_averaging.filter(|b| !(*b > 0.0 && *b < 1.0)) {
+            return Err(Error::param("param_averaging", format!("must be in (0, 1), got {beta}")));
         }
         if let ConstraintLoss::Annealing { kappa_init, eta_kappa, kappa_max, scale } = self.loss {
-            if !(pos(kappa_init) && pos(kappa_max) && pos(scale) && (0.0..=1.0).contains(&eta_kappa)) {
-                return bad("annealing: kappa_init, kappa_max, scale > 0 and eta_kappa in [0, 1]");
+            let annealing = [
+                ("loss.kappa_init", kappa_init, pos(kappa_init), "finite and > 0"),
+                ("loss.kappa_max", kappa_max, pos(kappa_max), "finite and > 0"),
+                ("loss.scale", scale, pos(scale), "finite and > 0"),
+                ("loss.eta_kappa", eta_kappa, (0.0..=1.0).contains(&eta_kappa), "in [0, 1]"),
+            ];
+            if let Some((name, value, _, need)) = annealing.iter().find(|(_, _, ok, _)| !ok) {
+                return Err(Error::param(name, format!("must be {need}, got {value}")));
             }
         }
         Ok(())

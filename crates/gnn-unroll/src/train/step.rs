@@ -11,7 +11,6 @@ use rayon::prelude::*;
 use super::Trainer;
 use super::objective::{BatchObjective, batch_objective, recovery_gradient, update_duals};
 use super::system::{AnalogSelection, Heads, Inputs, Masked, System, SystemForward, accumulate};
-use crate::Error;
 use crate::data::{Instance, StatInstance};
 use crate::greedy::{GreedyStep, snr_init};
 use crate::model::{N_COEFFS, coefficients, stat_coefficients};
@@ -19,6 +18,7 @@ use crate::unroll::{
     Architecture, UnrolledOutput, backward, evaluate_analog, forward_arch, select_cov, straight_through_gradient,
     straight_through_gradient_cov,
 };
+use crate::{CsiKind, Error};
 
 /// What one primal–dual step did.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,7 +69,7 @@ impl Trainer {
             (System::Statistical(sys), Inputs::Statistical { baseband }) => {
                 let n = sys.samples.len();
                 if n == 0 {
-                    return Err(Error::InvalidInput("a statistical-CSI system without samples".into()));
+                    return Err(Error::Empty { what: "channel samples of a statistical-CSI system" });
                 }
                 let mut heads = vec![stat_coefficients(&self.model, &sys.r_hat, sys.targets(), sys.zeta())?];
                 let of_sample = match baseband {
@@ -84,10 +84,10 @@ impl Trainer {
                 Ok(Heads { heads, of_sample })
             }
             (System::Instance(_), _) => {
-                Err(Error::InvalidInput("a statistical-CSI trainer takes statistical systems, not instances".into()))
+                Err(Error::WrongCsiKind { expected: CsiKind::Statistical, found: CsiKind::Instantaneous })
             }
             (System::Statistical(_), _) => {
-                Err(Error::InvalidInput("an instantaneous-CSI trainer cannot take statistical systems".into()))
+                Err(Error::WrongCsiKind { expected: CsiKind::Instantaneous, found: CsiKind::Statistical })
             }
         }
     }
@@ -103,7 +103,7 @@ impl Trainer {
         record: bool,
     ) -> Result<AnalogSelection, Error> {
         if self.architecture != Architecture::Hybrid {
-            return Err(Error::InvalidInput("statistical CSI needs the hybrid architecture".into()));
+            return Err(Error::StatisticalNeedsHybrid);
         }
         let st = &self.settings;
         let (selection, steps) = match select_cov(&sys.r_hat, sys.targets(), c_a, st, record) {

@@ -14,6 +14,7 @@ use crate::data::{Instance, Scenario, StatInstance, draw_instance};
 use crate::model::{GcnConfig, coefficients};
 use crate::unroll::tests::settings;
 use crate::unroll::{UnrollSettings, UnrolledOutput, backward, evaluate_analog, straight_through_gradient_cov};
+use crate::{CsiKind, Error};
 
 fn data(n: usize, seed: u64) -> Vec<Instance> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -132,7 +133,13 @@ fn dual_lower_bound_lets_an_over_fulfilled_group_go_negative() {
     }
     for bad in [0.0, 0.1, f64::NAN, -f64::INFINITY] {
         let constraint_form = ConstraintForm::Equality { mu_min: bad };
-        assert!(TrainParams { constraint_form, ..quick() }.check().is_err(), "{bad}");
+        assert!(
+            matches!(
+                TrainParams { constraint_form, ..quick() }.check(),
+                Err(Error::InvalidParameter { name: "constraint_form.mu_min", .. })
+            ),
+            "{bad}"
+        );
     }
     let p: TrainParams = serde_json::from_str(r#"{"constraint_form": {"equality": {"mu_min": -1.0}}}"#).unwrap();
     assert_eq!(p.constraint_form, ConstraintForm::Equality { mu_min: -1.0 });
@@ -388,9 +395,19 @@ fn statistical_training_is_deterministic_and_checkpoints_both_networks() {
     assert!(other.load(&p1).is_err());
     assert!(single.load(&path).is_err());
     // Systems of the wrong kind are typed errors.
-    assert!(single.evaluate(&data(2, 1)).is_err());
+    assert!(matches!(
+        single.evaluate(&data(2, 1)),
+        Err(Error::WrongCsiKind { expected: CsiKind::Statistical, found: CsiKind::Instantaneous })
+    ));
     let inst_trainer = Trainer::new(&GcnConfig::default(), settings(100.0), quick(), 2, &data(4, 1), 1).unwrap();
-    assert!(inst_trainer.evaluate(&val).is_err());
+    assert!(matches!(
+        inst_trainer.evaluate(&val),
+        Err(Error::WrongCsiKind { expected: CsiKind::Instantaneous, found: CsiKind::Statistical })
+    ));
+    assert!(matches!(
+        crate::LearnedHbf::new(single, 1.0),
+        Err(Error::WrongCsiKind { expected: CsiKind::Statistical, found: CsiKind::Instantaneous })
+    ));
     assert!(
         Trainer::statistical(&GcnConfig::default(), settings(100.0), quick(), 2, &[], 1, false).is_err(),
         "empty training set"
@@ -442,7 +459,10 @@ fn param_averaging_validates_the_average_and_trains_the_iterate() {
         assert!(!close(m_iterate, m_average), "step {step}: averaging changed nothing");
     }
     for bad in [0.0, 1.0, f64::NAN] {
-        assert!(Trainer::new(&GcnConfig::default(), settings(100.0), params(Some(bad)), 2, &train, 9).is_err());
+        assert!(matches!(
+            Trainer::new(&GcnConfig::default(), settings(100.0), params(Some(bad)), 2, &train, 9),
+            Err(Error::InvalidParameter { name: "param_averaging", .. })
+        ));
     }
 }
 
@@ -465,11 +485,23 @@ fn train_loop_validates_restores_and_checkpoints() {
     let fcn = GcnConfig { filter_order: 0, ..GcnConfig::default() };
     let small = Trainer::new(&fcn, settings(100.0), quick(), 2, &train, 1).unwrap();
     assert!(small.load(&path).is_err());
-    for bad in [GcnConfig { n_layers: 0, ..GcnConfig::default() }, GcnConfig { bound: 2.0, ..GcnConfig::default() }] {
-        assert!(Trainer::new(&bad, settings(100.0), quick(), 2, &train, 1).is_err());
+    for (bad, field) in [
+        (GcnConfig { n_layers: 0, ..GcnConfig::default() }, "n_layers"),
+        (GcnConfig { bound: 2.0, ..GcnConfig::default() }, "bound"),
+    ] {
+        let err = Trainer::new(&bad, settings(100.0), quick(), 2, &train, 1).unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { name, .. } if name == field), "{err}");
     }
-    assert!(
-        Trainer::new(&GcnConfig::default(), settings(100.0), TrainParams { epsilon: 1.5, ..quick() }, 2, &train, 1)
-            .is_err()
-    );
+    // A caller can tell which field is out of range, and the message shows the value.
+    for (params, field, value) in [
+        (TrainParams { epsilon: 1.5, ..quick() }, "epsilon", "1.5"),
+        (TrainParams { lr: -1.0, ..quick() }, "lr", "-1"),
+        (TrainParams { batch_size: 0, ..quick() }, "batch_size", "0"),
+        (TrainParams { mu_init: 200.0, ..quick() }, "mu_init", "200"),
+    ] {
+        let err = Trainer::new(&GcnConfig::default(), settings(100.0), params, 2, &train, 1).unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { name, .. } if name == field), "{err}");
+        assert!(err.to_string().contains(field) && err.to_string().contains(value), "{err}");
+    }
+    assert!(matches!(t.train(&train, &val[..0], &mut ChaCha8Rng::seed_from_u64(0)), Err(Error::Empty { .. })));
 }

@@ -12,10 +12,10 @@ use super::evaluation::{EvalStats, evaluate_indexed};
 use super::params::{ConstraintLoss, TrainParams};
 use super::schedule::{AutoClip, IterateAverage, Patience, TrainReport, ValPoint, Verdict};
 use super::system::{Inputs, Prepared, System, Systems};
-use crate::Error;
 use crate::data::{Instance, StatInstance};
 use crate::model::{Gcn, GcnConfig, build, coefficients, fit_normalisation, fit_stat_normalisation};
 use crate::unroll::{Architecture, UnrollSettings, UnrolledOutput, evaluate_analog, forward_arch};
+use crate::{CsiKind, Error};
 
 /// A U-G-HBF model (one network, or the analog and baseband networks of U-G-HBF-2GCN) with its
 /// optimiser and primal–dual state.
@@ -59,7 +59,7 @@ impl Trainer {
     ) -> Result<Self, Error> {
         params.check()?;
         if n_groups == 0 {
-            return Err(Error::InvalidInput("need at least one constraint group".into()));
+            return Err(Error::param("n_groups", "at least one constraint group, got 0"));
         }
         let vars = VarMap::new();
         let model = build(&vars, cfg, seed)?;
@@ -89,10 +89,10 @@ impl Trainer {
     ) -> Result<Self, Error> {
         params.check()?;
         if n_groups == 0 {
-            return Err(Error::InvalidInput("need at least one constraint group".into()));
+            return Err(Error::param("n_groups", "at least one constraint group, got 0"));
         }
         if train.iter().any(|s| s.samples.is_empty()) {
-            return Err(Error::InvalidInput("a statistical-CSI system without samples".into()));
+            return Err(Error::Empty { what: "channel samples of a statistical-CSI system" });
         }
         let vars = VarMap::new();
         let model = build(&vars, cfg, seed)?;
@@ -125,7 +125,7 @@ impl Trainer {
             _ => None,
         };
         for map in std::iter::once(&vars).chain(extra) {
-            let data = map.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+            let data = map.data().lock().map_err(|_| Error::PoisonedLock)?;
             let mut named: Vec<_> = data.iter().filter(|(n, _)| !n.starts_with("norm.")).collect();
             named.sort_by(|a, b| a.0.cmp(b.0));
             trainable.extend(named.into_iter().map(|(_, v)| v.clone()));
@@ -134,8 +134,7 @@ impl Trainer {
         // variables of the graph too, but stay fixed); the names are only keys.
         let opt_vars = VarMap::new();
         {
-            let mut data =
-                opt_vars.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+            let mut data = opt_vars.data().lock().map_err(|_| Error::PoisonedLock)?;
             for (i, v) in trainable.iter().enumerate() {
                 data.insert(format!("t{i}"), v.clone());
             }
@@ -199,9 +198,9 @@ impl Trainer {
         };
         let joint = VarMap::new();
         {
-            let mut out = joint.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+            let mut out = joint.data().lock().map_err(|_| Error::PoisonedLock)?;
             for (prefix, map) in [("analog", &self.vars), ("baseband", b)] {
-                let data = map.data().lock().map_err(|_| Error::InvalidInput("variable map lock poisoned".into()))?;
+                let data = map.data().lock().map_err(|_| Error::PoisonedLock)?;
                 for (name, var) in data.iter() {
                     out.insert(format!("{prefix}.{name}"), var.clone());
                 }
@@ -310,7 +309,7 @@ impl Trainer {
                 Ok(Prepared { coeffs: Vec::new(), selection: None })
             }
             System::Instance(_) => {
-                Err(Error::InvalidInput("a statistical-CSI trainer takes statistical systems, not instances".into()))
+                Err(Error::WrongCsiKind { expected: CsiKind::Statistical, found: CsiKind::Instantaneous })
             }
             System::Statistical(sys) => {
                 let heads = self.heads(view)?;
@@ -325,7 +324,10 @@ impl Trainer {
         match &prepared.selection {
             None => self.infer(sample),
             Some((selection, analog)) => {
-                let c = prepared.coeffs.get(t).ok_or_else(|| Error::InvalidInput(format!("no sample {t}")))?;
+                let c = prepared
+                    .coeffs
+                    .get(t)
+                    .ok_or_else(|| Error::shape("coefficient sets (one per sample)", t + 1, prepared.coeffs.len()))?;
                 evaluate_analog(sample, c, analog.clone(), selection, &self.settings)
             }
         }
@@ -358,7 +360,8 @@ impl Trainer {
     /// Trains on `train` with validation on `val` (module docs); restores the best parameters.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for an empty training or validation set; candle errors.
+    /// [`Error::Empty`] for an empty training or validation set; [`Error::WrongCsiKind`] for
+    /// systems of the other kind; candle errors.
     pub fn train<'a, R: Rng + ?Sized>(
         &mut self,
         train: impl Into<Systems<'a>>,
@@ -366,8 +369,11 @@ impl Trainer {
         rng: &mut R,
     ) -> Result<TrainReport, Error> {
         let (train, val) = (train.into(), val.into());
-        if train.is_empty() || val.is_empty() {
-            return Err(Error::InvalidInput("training and validation sets must be non-empty".into()));
+        if train.is_empty() {
+            return Err(Error::Empty { what: "training set" });
+        }
+        if val.is_empty() {
+            return Err(Error::Empty { what: "validation set" });
         }
         let _span = tracing::info_span!("gnn_unroll_train", n_train = train.len(), n_val = val.len()).entered();
         let mut average = match self.params.param_averaging {

@@ -67,7 +67,7 @@ fn coefficient_chain_with(
 /// `grad_power = ∂L/∂(Σ_k s p_k)` through the forward pass `out` (module docs).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for mismatched lengths; [`Error::Singular`] from the implicit solve.
+/// [`Error::ShapeMismatch`] for mismatched lengths; [`Error::Singular`] from the implicit solve.
 pub fn backward(
     inst: &Instance,
     out: &UnrolledOutput,
@@ -75,8 +75,11 @@ pub fn backward(
     grad_power: f64,
 ) -> Result<Backward, Error> {
     let k = inst.h.len();
-    if grad_margin.len() != k || out.coeffs.dim() != (k, 4) {
-        return Err(Error::InvalidInput(format!("{} margin gradients for {k} users", grad_margin.len())));
+    if grad_margin.len() != k {
+        return Err(Error::shape("margin gradients (one per user)", k, grad_margin.len()));
+    }
+    if out.coeffs.dim() != (k, 4) {
+        return Err(Error::shape("forward-pass coefficients", format!("{k}x4"), format!("{:?}", out.coeffs.dim())));
     }
     let sol = &out.solution;
     let (n, m) = out.analog.dim();
@@ -158,7 +161,7 @@ fn analog_chain_with(
 /// ([`virtual_channels_cov`]) for Hermitian upstream gradients `g` of `S_k`, `I_k`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `r`, `coeffs` and `g` disagree in the number of users or sizes.
+/// [`Error::ShapeMismatch`] when `r`, `coeffs` and `g` disagree in the number of users or sizes.
 pub fn analog_chain_cov(
     r: &[Array2<c64>],
     a: &Array2<c64>,
@@ -173,10 +176,17 @@ pub fn analog_chain_cov(
         || r.iter().any(|ru| ru.dim() != (n, n))
         || g.wanted.iter().chain(&g.interference).any(|x| x.dim() != (m, m))
     {
-        return Err(Error::InvalidInput(format!(
-            "analog chain: {k} covariances, A {n}x{m}, coefficients {:?}",
-            coeffs.dim()
-        )));
+        return Err(Error::shape(
+            "analog chain (covariances, coefficients, gradients)",
+            format!("{k} of {n}x{n}, {k}x4, 2x{k} of {m}x{m}"),
+            format!(
+                "{} covariances, coefficients {:?}, {} + {} gradients",
+                k,
+                coeffs.dim(),
+                g.wanted.len(),
+                g.interference.len()
+            ),
+        ));
     }
     let taus: Vec<f64> = r.iter().map(|ru| ru.diag().iter().map(|z| z.re).sum::<f64>() / n as f64).collect();
     let mut d = Array2::<c64>::zeros((n, m));
@@ -234,7 +244,7 @@ pub fn softmin_weights(powers: &[f64], sharpness: f64) -> Vec<f64> {
 /// is not followed (each column's gradient enters only through its own last step).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `d_analog` does not match `A`; solver errors of a trial rebuild.
+/// [`Error::ShapeMismatch`] when `d_analog` does not match `A`; solver errors of a trial rebuild.
 pub fn straight_through_gradient(
     inst: &Instance,
     out: &UnrolledOutput,
@@ -273,7 +283,11 @@ fn straight_through_with(
     let k = wanted.len();
     let mut dc = Array2::<f64>::zeros((k, 4));
     if d_analog.dim() != out.analog.dim() {
-        return Err(Error::InvalidInput("straight-through: gradient shape differs from A".into()));
+        return Err(Error::shape(
+            "straight-through gradient (shape of A)",
+            format!("{:?}", out.analog.dim()),
+            format!("{:?}", d_analog.dim()),
+        ));
     }
     let kb = settings.softmin_sharpness;
     let n_rf = out.analog.ncols();

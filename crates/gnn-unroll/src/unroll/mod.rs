@@ -100,7 +100,7 @@ pub type VirtualChannels = (Vec<Array2<c64>>, Vec<Array2<c64>>);
 /// (the rank-one case `R̂_k = ĥ_k ĥ_k^H` of [`virtual_channels_cov`]).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `coeffs` is not `[K × 4]`, or has a non-finite or negative entry.
+/// As [`virtual_channels_cov`].
 pub fn virtual_channels(h_est: &[Array1<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
     virtual_channels_cov(&rank_one_covariances(h_est), coeffs)
 }
@@ -110,15 +110,18 @@ pub fn virtual_channels(h_est: &[Array1<c64>], coeffs: &Array2<f64>) -> Result<V
 /// (statistical CSI of Table 4 uses the sample covariance of the fed-back samples).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `coeffs` is not `[K × 4]`, has a non-finite or negative entry, or a
-/// covariance is not square.
+/// [`Error::ShapeMismatch`] when `coeffs` is not `[K × 4]` or a covariance is not square,
+/// [`Error::InvalidParameter`] (`coeffs`) for a non-finite or negative coefficient.
 pub fn virtual_channels_cov(r: &[Array2<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
     let k = r.len();
-    if coeffs.dim() != (k, 4) || coeffs.iter().any(|c| !(c.is_finite() && *c >= 0.0)) {
-        return Err(Error::InvalidInput(format!("coefficients must be finite, >= 0 and {k}x4")));
+    if coeffs.dim() != (k, 4) {
+        return Err(Error::shape("virtual-channel coefficients", format!("{k}x4"), format!("{:?}", coeffs.dim())));
     }
-    if r.iter().any(|ru| ru.nrows() != ru.ncols()) {
-        return Err(Error::InvalidInput("covariances must be square".into()));
+    if let Some(c) = coeffs.iter().find(|c| !(c.is_finite() && **c >= 0.0)) {
+        return Err(Error::param("coeffs", format!("virtual-channel coefficients must be finite and >= 0, got {c}")));
+    }
+    if let Some(ru) = r.iter().find(|ru| ru.nrows() != ru.ncols()) {
+        return Err(Error::shape("covariance", "a square matrix", format!("{:?}", ru.dim())));
     }
     let mut wanted = Vec::with_capacity(k);
     let mut interference = Vec::with_capacity(k);
@@ -172,7 +175,8 @@ pub fn select_cov(
 /// The forward pass for a fixed selection (baseband solve, projection, true-channel SINRs).
 ///
 /// # Errors
-/// As [`solve_qos`] and [`virtual_channels`].
+/// [`Error::InvalidSelection`] for an index outside the codebook; as [`solve_qos`] and
+/// [`virtual_channels`].
 pub fn evaluate_selection(
     inst: &Instance,
     coeffs: &Array2<f64>,
@@ -180,7 +184,7 @@ pub fn evaluate_selection(
     settings: &UnrollSettings,
 ) -> Result<UnrolledOutput, Error> {
     if selection.iter().any(|&i| i >= settings.codebook.ncols()) {
-        return Err(Error::InvalidInput(format!("selection {selection:?} out of the codebook")));
+        return Err(Error::InvalidSelection { selection: selection.to_vec(), n_codewords: settings.codebook.ncols() });
     }
     evaluate_analog(inst, coeffs, settings.codebook.select(Axis(1), selection), selection, settings)
 }
@@ -259,13 +263,13 @@ pub enum Architecture {
 /// `selection` is `0..N` and `steps` is empty.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] for an instance without users; as [`evaluate_analog`].
+/// [`Error::Empty`] for an instance without users; as [`evaluate_analog`].
 pub fn forward_fully_digital(
     inst: &Instance,
     coeffs: &Array2<f64>,
     settings: &UnrollSettings,
 ) -> Result<UnrolledOutput, Error> {
-    let n = inst.h_est.first().map(Array1::len).ok_or_else(|| Error::InvalidInput("no users".into()))?;
+    let n = inst.h_est.first().map(Array1::len).ok_or(Error::Empty { what: "instance users" })?;
     let selection: Vec<usize> = (0..n).collect();
     evaluate_analog(inst, coeffs, Array2::eye(n), &selection, settings)
 }
