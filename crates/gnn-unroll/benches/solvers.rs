@@ -6,8 +6,8 @@
 
 use std::hint::black_box;
 
-use beamlab_gnn_unroll::data::{Scenario, complex_normal, psd_sqrt, upa_cov};
-use beamlab_gnn_unroll::greedy::{GreedyOptions, dft_codebook, greedy_hbf, rank_one_covariances, snr_init};
+use beamlab_gnn_unroll::data::{Scenario, complex_normal, dft_codebook, psd_sqrt, upa_cov};
+use beamlab_gnn_unroll::greedy::{GreedyOptions, greedy_hbf, rank_one_covariances, snr_init};
 use beamlab_gnn_unroll::qos::{QosOptions, QosSystem, solve_qos};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::{Array1, Axis};

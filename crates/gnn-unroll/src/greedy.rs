@@ -1,7 +1,7 @@
 //! Greedy-correction hybrid beamforming over a DFT codebook (spec §2; Hegde, Cheng, Pesavento,
 //! ICASSP 2017, Alg. 2).
 //!
-//! System model: codebook `C: [N × |C|]` (oversampled 2-D DFT, [`dft_codebook`]); per-user
+//! System model: codebook `C: [N × |C|]` (oversampled 2-D DFT, [`dft_codebook`](crate::data::dft_codebook)); per-user
 //! wanted and interference covariances `R^S_k, R^I_k: [N × N]` (both `h_k h_k^H` for instantaneous
 //! CSI; the *virtual channels* of the learned method differ); targets `γ_k`. For a selection
 //! `A = C[:, s]` (`M` distinct columns) the baseband problem is [`solve_qos`] with
@@ -17,8 +17,6 @@
 use beamlab_core::{Beamformer, CoreError, Diagnostics, Precoder, Problem, Solution};
 use beamlab_linalg_ops::c64;
 use ndarray::{Array2, Axis};
-
-pub use crate::data::dft_codebook;
 
 use crate::qos::{QosOptions, QosSolution, QosSystem, solve_qos};
 use crate::util::adjoint;
@@ -360,6 +358,7 @@ impl Beamformer for GreedyHbf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::dft_codebook;
     use crate::util::testutil::rand_vec;
     use ndarray::Array1;
 

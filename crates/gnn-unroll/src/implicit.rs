@@ -17,8 +17,9 @@
 //!
 //! **Gradient convention**: every matrix gradient `G` here is Hermitian and satisfies
 //! `dL = Σ Re tr(G dX)` for Hermitian perturbations `dX` (the inputs are Hermitian, so only those
-//! directions exist). The Wirtinger gradient `∂L/∂X*` of an unconstrained complex matrix is `G^T/…`
-//! — chain rules downstream use [`chain_to_covariance`].
+//! directions exist). The Wirtinger gradient `∂L/∂X*` of an unconstrained complex matrix is `G^T/…`.
+//! For `X = A^H R A` the chain is `∇_R L = A G A^H`, `∂L/∂A* = R A G` (the unrolled backward pass
+//! uses it; `chain_to_covariance` checks it against finite differences in the tests).
 //!
 //! The **envelope shortcut** for the trial power `P = Σ_k q_k` needs no linear solve:
 //! `∇_{S_k}P = −(q_k p_k/γ_k) w_k w_k^H`, `∇_{I_k}P = q_k Σ_{j≠k} p_j w_j w_j^H`,
@@ -29,25 +30,33 @@ use ndarray::{Array1, Array2};
 
 use crate::Error;
 use crate::qos::{QosSolution, QosSystem};
-use crate::util::{adjoint, herm, lu_solve, outer};
+#[cfg(test)]
+use crate::util::adjoint;
+use crate::util::{herm, lu_solve, outer};
 
 /// Hermitian gradients of a scalar with respect to `S_k`, `I_k` and `Φ` (convention in the module
 /// docs).
 #[derive(Clone, Debug, PartialEq)]
 #[must_use]
-pub struct QosGradient {
+pub(crate) struct QosGradient {
     /// `∇_{S_k}`, `K` matrices `[M × M]`.
-    pub wanted: Vec<Array2<c64>>,
+    pub(crate) wanted: Vec<Array2<c64>>,
     /// `∇_{I_k}`, `K` matrices `[M × M]`.
-    pub interference: Vec<Array2<c64>>,
+    pub(crate) interference: Vec<Array2<c64>>,
     /// `∇_Φ`, `[M × M]`.
-    pub phi: Array2<c64>,
+    pub(crate) phi: Array2<c64>,
 }
 
+#[cfg(test)]
 impl QosGradient {
     /// The directional derivative `Σ_k Re tr(∇_{S_k} E^S_k) + Σ_k Re tr(∇_{I_k} E^I_k) + Re tr(∇_Φ E^Φ)`.
     #[must_use]
-    pub fn directional(&self, d_wanted: &[Array2<c64>], d_interference: &[Array2<c64>], d_phi: &Array2<c64>) -> f64 {
+    pub(crate) fn directional(
+        &self,
+        d_wanted: &[Array2<c64>],
+        d_interference: &[Array2<c64>],
+        d_phi: &Array2<c64>,
+    ) -> f64 {
         let tr = |g: &Array2<c64>, e: &Array2<c64>| g.iter().zip(e.t().iter()).map(|(a, b)| (a * b).re).sum::<f64>();
         self.wanted.iter().zip(d_wanted).map(|(g, e)| tr(g, e)).sum::<f64>()
             + self.interference.iter().zip(d_interference).map(|(g, e)| tr(g, e)).sum::<f64>()
@@ -127,7 +136,7 @@ fn jacobian(sys: &QosSystem, sol: &QosSolution, v: &[Array1<c64>]) -> Array2<f64
 /// # Errors
 /// [`Error::ShapeMismatch`] for mismatched shapes, [`Error::Singular`] when the Jacobian is
 /// (numerically) singular (Assumption 4.1 violated).
-pub fn implicit_vjp(
+pub(crate) fn implicit_vjp(
     sys: &QosSystem,
     sol: &QosSolution,
     grad_v: &[Array1<c64>],
@@ -196,7 +205,11 @@ pub fn implicit_vjp(
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] for mismatched shapes.
-pub fn powers_beams_to_v(sol: &QosSolution, grad_p: &[f64], grad_w: &[Array1<c64>]) -> Result<Vec<Array1<c64>>, Error> {
+pub(crate) fn powers_beams_to_v(
+    sol: &QosSolution,
+    grad_p: &[f64],
+    grad_w: &[Array1<c64>],
+) -> Result<Vec<Array1<c64>>, Error> {
     let (m, k) = sol.beams.dim();
     if grad_p.len() != k || grad_w.len() != k || grad_w.iter().any(|g| g.len() != m) {
         return Err(Error::shape(
@@ -216,7 +229,7 @@ pub fn powers_beams_to_v(sol: &QosSolution, grad_p: &[f64], grad_w: &[Array1<c64
 }
 
 /// The envelope gradient of the trial power `P = Σ_k q_k` (module docs); no linear solve.
-pub fn power_envelope(sys: &QosSystem, sol: &QosSolution) -> QosGradient {
+pub(crate) fn power_envelope(sys: &QosSystem, sol: &QosSolution) -> QosGradient {
     let (k, m) = (sys.n_users(), sys.n_rf());
     let pww: Vec<Array2<c64>> = (0..k)
         .map(|u| {
@@ -245,8 +258,8 @@ pub fn power_envelope(sys: &QosSystem, sol: &QosSolution) -> QosGradient {
 /// Chains a Hermitian gradient `G = ∇_X L` of `X = A^H R A` (`A: [N × M]`, `R: [N × N]` Hermitian)
 /// to `(∇_R L, ∂L/∂A*)`: `∇_R L = A G A^H` (same Hermitian convention) and the Wirtinger gradient
 /// `∂L/∂A* = R A G` (so `dL = 2 Re tr((∂L/∂A*)^H dA)`).
-#[must_use]
-pub fn chain_to_covariance(g: &Array2<c64>, a: &Array2<c64>, r: &Array2<c64>) -> (Array2<c64>, Array2<c64>) {
+#[cfg(test)]
+fn chain_to_covariance(g: &Array2<c64>, a: &Array2<c64>, r: &Array2<c64>) -> (Array2<c64>, Array2<c64>) {
     (a.dot(g).dot(&adjoint(a)), r.dot(a).dot(g))
 }
 

@@ -91,7 +91,7 @@ impl LearnedHbf {
     /// # Errors
     /// [`CoreError::InvalidProblem`] for an invalid problem, missing SINR targets, users with
     /// several antennas or a non-finite channel.
-    pub fn instance(&self, problem: &Problem) -> Result<Instance, CoreError> {
+    pub(crate) fn instance(&self, problem: &Problem) -> Result<Instance, CoreError> {
         problem.validate()?;
         let bad = |m: &str| CoreError::InvalidProblem(format!("{}: {m}", self.name));
         let targets = problem.sinr_targets.clone().ok_or_else(|| bad("needs SINR targets"))?;

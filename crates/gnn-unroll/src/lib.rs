@@ -8,27 +8,34 @@
 //! users with channel vectors `h_k: [N]` (received signal `h_k^H x`), unit noise, transmit signal
 //! `x = Σ_k √p_k A w_k s_k` with unit baseband beams `w_k: [M]`.
 //!
-//! Modules, bottom-up (no module imports one above it):
+//! Modules, bottom-up (no module imports one above it). The public ones are the classical layer a
+//! library user builds on; the learned method's internals are private, its user-facing types are
+//! re-exported at the root.
 //!
 //! - [`data`]: the DFT codebook, correlated UPA covariances, noisy-MMSE channel estimates, DFT
 //!   feedback quantisation, constraint groups, statistical-CSI systems (Table 4).
 //! - [`qos`]: QoS power minimisation for a fixed `A` (virtual uplink power iteration, MMSE beams,
-//!   downlink power recovery), with typed infeasibility.
+//!   downlink power recovery), with typed infeasibility ([`Error::Infeasible`]).
 //! - [`outage`]: SINRs on true channels, Monte-Carlo outage over the channel posterior, margin
 //!   bisection.
 //! - [`greedy`]: SNR-based initialisation and the greedy-correction codeword selection (Hegde et
 //!   al., Alg. 2); [`GreedyHbf`] as a [`Beamformer`](beamlab_core::Beamformer).
-//! - [`implicit`]: the implicit-differentiation gradient of the baseband problem and the envelope
-//!   gradient of the trial power (spec §4).
-//! - [`unroll`]: virtual channels, the unrolled greedy forward pass and its gradients
-//!   (coefficients, analog matrix, straight-through softmin selection).
-//! - [`model`]: the candle graph network (GCN, or FCN with filter order 0) giving the
-//!   virtual-channel coefficients.
-//! - [`train`]: primal–dual training ([`Trainer`]) with the annealing or quantile outage loss, on
-//!   instances or statistical-CSI systems.
-//! - [`learned`]: a trained model as a [`Beamformer`](beamlab_core::Beamformer) ([`LearnedHbf`]).
-//! - [`tables`]: the paper's Tables 2, 3 and 4 for the harness ([`OutageTableParams`],
+//! - `implicit` (private): the implicit-differentiation gradient of the baseband problem and the
+//!   envelope gradient of the trial power (spec §4).
+//! - `unroll` (private): virtual channels, the unrolled greedy forward pass and its gradients
+//!   (coefficients, analog matrix, straight-through softmin selection); [`UnrollSettings`],
+//!   [`UnrolledOutput`], [`Architecture`].
+//! - `model` (private): the candle graph network ([`Gcn`], [`GcnConfig`]; an FCN with filter
+//!   order 0) giving the virtual-channel coefficients.
+//! - `train` (private): primal–dual training ([`Trainer`], [`TrainParams`]) with the annealing or
+//!   quantile outage loss, on instances or statistical-CSI systems ([`Systems`]).
+//! - `learned` (private): a trained model as a [`Beamformer`](beamlab_core::Beamformer)
+//!   ([`LearnedHbf`]).
+//! - `tables` (private): the paper's Tables 2, 3 and 4 for the harness ([`OutageTableParams`],
 //!   [`GeneralisationParams`], [`StatisticalParams`]).
+//!
+//! Errors: one [`Error`] enum whose variants a caller can act on (a bad field is named, infeasible
+//! targets carry an [`InfeasibleReason`]).
 //!
 //! Design decisions and the state of the implementation: `docs/gnn-unroll.md`.
 //!
@@ -48,14 +55,14 @@
 pub mod data;
 mod error;
 pub mod greedy;
-pub mod implicit;
-pub mod learned;
-pub mod model;
+mod implicit;
+mod learned;
+mod model;
 pub mod outage;
 pub mod qos;
-pub mod tables;
-pub mod train;
-pub mod unroll;
+mod tables;
+mod train;
+mod unroll;
 mod util;
 
 pub use error::{CsiKind, Error, InfeasibleReason};
@@ -67,5 +74,7 @@ pub use tables::common::OutageTableParams;
 pub use tables::generalisation::{Generalisation, GeneralisationParams, generalisation_table};
 pub use tables::outage::{OutageTable, outage_table};
 pub use tables::statistical::{StatisticalParams, StatisticalTable, statistical_table};
-pub use train::{ConstraintForm, ConstraintLoss, TrainParams, Trainer};
-pub use unroll::{Architecture, UnrollSettings};
+pub use train::{
+    ConstraintForm, ConstraintLoss, EvalStats, System, Systems, TrainParams, TrainReport, Trainer, ValPoint,
+};
+pub use unroll::{Architecture, UnrollSettings, UnrolledOutput};

@@ -24,9 +24,9 @@ use crate::Error;
 use crate::data::Instance;
 
 /// Number of input features per user (the paper's).
-pub const N_FEATURES: usize = 3;
+pub(crate) const N_FEATURES: usize = 3;
 /// Number of output coefficients per user.
-pub const N_COEFFS: usize = 4;
+pub(crate) const N_COEFFS: usize = 4;
 
 /// Architecture of the graph network.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -96,7 +96,7 @@ impl Gcn {
     ///
     /// # Errors
     /// As [`GcnConfig::check`]; candle errors.
-    pub fn new(vb: &VarBuilder<'_>, cfg: &GcnConfig) -> Result<Self, Error> {
+    pub(crate) fn new(vb: &VarBuilder<'_>, cfg: &GcnConfig) -> Result<Self, Error> {
         cfg.check()?;
         let n_taps = cfg.filter_order + 1;
         let mut weights = Vec::with_capacity(cfg.n_layers);
@@ -132,7 +132,7 @@ impl Gcn {
     ///
     /// # Errors
     /// candle errors (shape mismatches).
-    pub fn forward(&self, features: &Tensor, shift: &Tensor) -> Result<Tensor, Error> {
+    pub(crate) fn forward(&self, features: &Tensor, shift: &Tensor) -> Result<Tensor, Error> {
         let mut z = features.broadcast_sub(&self.norm_mean)?.broadcast_div(&self.norm_std)?;
         let n_layers = self.weights.len();
         for (l, (ws, b)) in self.weights.iter().zip(&self.biases).enumerate() {
@@ -151,7 +151,7 @@ impl Gcn {
 
 /// Features `[K × 3]` of an instance: `[ln ‖ĥ_k‖², ln γ_k, ln ζ]` (arguments floored at 1e-30).
 #[must_use]
-pub fn features(inst: &Instance) -> Array2<f64> {
+pub(crate) fn features(inst: &Instance) -> Array2<f64> {
     let ln = |x: f64| x.max(1e-30).ln();
     Array2::from_shape_fn((inst.h_est.len(), N_FEATURES), |(k, f)| match f {
         0 => ln(inst.h_est[k].iter().map(|z| z.norm_sqr()).sum()),
@@ -163,7 +163,7 @@ pub fn features(inst: &Instance) -> Array2<f64> {
 /// Shift operator (29) `[K × K]`: normalised channel correlations, zero diagonal (0 for a zero
 /// estimate).
 #[must_use]
-pub fn shift_operator(h_est: &[Array1<c64>]) -> Array2<f64> {
+pub(crate) fn shift_operator(h_est: &[Array1<c64>]) -> Array2<f64> {
     let k = h_est.len();
     let norms: Vec<f64> = h_est.iter().map(|h| h.iter().map(|z| z.norm_sqr()).sum::<f64>().sqrt()).collect();
     Array2::from_shape_fn((k, k), |(i, j)| {
@@ -181,7 +181,7 @@ pub fn shift_operator(h_est: &[Array1<c64>]) -> Array2<f64> {
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `r_hat` and `targets` differ in length.
-pub fn stat_features(r_hat: &[Array2<c64>], targets: &[f64], zeta: f64) -> Result<Array2<f64>, Error> {
+pub(crate) fn stat_features(r_hat: &[Array2<c64>], targets: &[f64], zeta: f64) -> Result<Array2<f64>, Error> {
     if r_hat.len() != targets.len() {
         return Err(Error::shape("statistical features: targets (one per covariance)", r_hat.len(), targets.len()));
     }
@@ -197,7 +197,7 @@ pub fn stat_features(r_hat: &[Array2<c64>], targets: &[f64], zeta: f64) -> Resul
 /// diagonal (0 for a zero covariance or mismatched sizes). For rank-one `R̂_k = ĥ_k ĥ_k^H` it is the
 /// entrywise square of [`shift_operator`].
 #[must_use]
-pub fn stat_shift_operator(r_hat: &[Array2<c64>]) -> Array2<f64> {
+pub(crate) fn stat_shift_operator(r_hat: &[Array2<c64>]) -> Array2<f64> {
     let k = r_hat.len();
     let norms: Vec<f64> = r_hat.iter().map(|r| r.iter().map(|z| z.norm_sqr()).sum::<f64>().sqrt()).collect();
     Array2::from_shape_fn((k, k), |(i, j)| {
@@ -217,7 +217,7 @@ pub fn stat_shift_operator(r_hat: &[Array2<c64>]) -> Array2<f64> {
 ///
 /// # Errors
 /// As [`Gcn::new`].
-pub fn build(vars: &VarMap, cfg: &GcnConfig, seed: u64) -> Result<Gcn, Error> {
+pub(crate) fn build(vars: &VarMap, cfg: &GcnConfig, seed: u64) -> Result<Gcn, Error> {
     cfg.check()?;
     let vb = beamlab_candle_bridge::seeded_var_builder(vars, seed, DType::F64, &Device::Cpu);
     let last = format!("layer{}", cfg.n_layers - 1);
@@ -237,7 +237,7 @@ pub fn build(vars: &VarMap, cfg: &GcnConfig, seed: u64) -> Result<Gcn, Error> {
 ///
 /// # Errors
 /// [`Error::UnknownVariable`] for an unknown name; candle errors for a shape mismatch.
-pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error> {
+fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error> {
     let data = vars.data().lock().map_err(|_| Error::PoisonedLock)?;
     let var = data.get(name).ok_or_else(|| Error::UnknownVariable { name: name.to_string() })?;
     var.set(&value.to_dtype(var.dtype())?)?;
@@ -249,7 +249,7 @@ pub fn set_named(vars: &VarMap, name: &str, value: &Tensor) -> Result<(), Error>
 ///
 /// # Errors
 /// [`Error::Empty`] for an empty set; candle errors.
-pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Error> {
+pub(crate) fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Error> {
     let rows: Vec<Array2<f64>> = instances.iter().map(features).collect();
     fit_normalisation_rows(vars, &rows)
 }
@@ -262,7 +262,7 @@ pub fn fit_normalisation(vars: &VarMap, instances: &[Instance]) -> Result<(), Er
 /// # Errors
 /// [`Error::Empty`] for an empty set, [`Error::ShapeMismatch`] for mismatched lengths; candle
 /// errors.
-pub fn fit_stat_normalisation<'a>(
+pub(crate) fn fit_stat_normalisation<'a>(
     vars: &VarMap,
     systems: impl IntoIterator<Item = (&'a [Array2<c64>], &'a [f64], f64)>,
 ) -> Result<(), Error> {
@@ -313,7 +313,7 @@ fn fit_normalisation_rows(vars: &VarMap, rows: &[Array2<f64>]) -> Result<(), Err
 /// The network's inputs for `inst`: [`features`], then (if the model has group inputs) the
 /// one-hot code of the instance's group (groups beyond the last count as the last).
 #[must_use]
-pub fn network_inputs(model: &Gcn, inst: &Instance) -> Array2<f64> {
+fn network_inputs(model: &Gcn, inst: &Instance) -> Array2<f64> {
     let x = features(inst);
     let n_groups = model.group_inputs;
     if n_groups == 0 {
@@ -329,7 +329,7 @@ pub fn network_inputs(model: &Gcn, inst: &Instance) -> Array2<f64> {
 ///
 /// # Errors
 /// candle errors.
-pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
+pub(crate) fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>), Error> {
     coefficients_from(model, &network_inputs(model, inst), &shift_operator(&inst.h_est))
 }
 
@@ -338,7 +338,7 @@ pub fn coefficients(model: &Gcn, inst: &Instance) -> Result<(Tensor, Array2<f64>
 ///
 /// # Errors
 /// As [`stat_features`]; candle errors.
-pub fn stat_coefficients(
+pub(crate) fn stat_coefficients(
     model: &Gcn,
     r_hat: &[Array2<c64>],
     targets: &[f64],

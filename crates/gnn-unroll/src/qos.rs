@@ -31,7 +31,7 @@
 //! [`Error::Singular`].
 
 use beamlab_linalg_ops::{LinalgError, c64, generalized_self_adjoint_eigen};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2};
 
 use crate::util::{lu_solve, quad};
 use crate::{Error, InfeasibleReason};
@@ -129,7 +129,7 @@ impl QosSystem {
 
     /// `B_k(q) = Φ + Σ_{j≠k} q_j I_j`, `[M × M]`.
     #[must_use]
-    pub fn uplink_covariance(&self, q: &[f64], k: usize) -> Array2<c64> {
+    pub(crate) fn uplink_covariance(&self, q: &[f64], k: usize) -> Array2<c64> {
         let mut b = self.phi.clone();
         for (j, (ij, &qj)) in self.interference.iter().zip(q).enumerate() {
             if j != k && qj != 0.0 {
@@ -336,12 +336,6 @@ pub fn solve_qos(sys: &QosSystem, opts: &QosOptions, warm_start: Option<&[f64]>)
         .ok_or_else(|| infeasible(q.iter().sum(), n_iterations, InfeasibleReason::NoPositiveDownlink))?;
     let weights = (0..k).map(|u| quad(&sys.phi, beams.column(u))).collect();
     Ok(QosSolution { uplink_powers: q, beams, powers, weights, n_iterations })
-}
-
-/// `Re(x^H A x)` for a view (re-exported helper for callers holding views).
-#[must_use]
-pub fn quadratic_form(a: &Array2<c64>, x: ArrayView1<'_, c64>) -> f64 {
-    quad(a, x)
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //! - Type-II-like DFT feedback quantisation with `L` kept coefficients ([`dft_quantise`]).
 //! - Constraint groups: each group fixes how the CSI is degraded (a pilot power, a uniform pilot
 //!   power range, or a feedback level); outage constraints are imposed per group.
-//! - Statistical-CSI systems of Table 4 ([`statistical`]): `T_s` samples of the same users.
+//! - Statistical-CSI systems of Table 4 ([`StatInstance`], [`draw_stat_instance`]): `T_s` samples of
+//!   the same users.
 
 use beamlab_linalg_ops::{c64, cholesky_solve, self_adjoint_eigen};
 use ndarray::{Array1, Array2, ArrayView1};
@@ -21,7 +22,7 @@ use rand_distr::{Distribution, StandardNormal};
 use crate::Error;
 use crate::util::adjoint;
 
-pub mod statistical;
+mod statistical;
 
 pub use statistical::{StatInstance, draw_stat_instance, sample_covariance};
 
@@ -50,8 +51,7 @@ pub fn dft_codebook(n1: usize, n2: usize, o1: usize, o2: usize) -> Result<Array2
 }
 
 /// Laplacian small-spread ULA covariance `[n × n]` at mean angle `phi` and spread `sigma` (radians).
-#[must_use]
-pub fn ula_laplacian_cov(n: usize, phi: f64, sigma: f64) -> Array2<c64> {
+fn ula_laplacian_cov(n: usize, phi: f64, sigma: f64) -> Array2<c64> {
     use std::f64::consts::PI;
     Array2::from_shape_fn((n, n), |(m, l)| {
         let d = m as f64 - l as f64;
@@ -61,8 +61,7 @@ pub fn ula_laplacian_cov(n: usize, phi: f64, sigma: f64) -> Array2<c64> {
 }
 
 /// Kronecker product `a ⊗ b`.
-#[must_use]
-pub fn kron(a: &Array2<c64>, b: &Array2<c64>) -> Array2<c64> {
+fn kron(a: &Array2<c64>, b: &Array2<c64>) -> Array2<c64> {
     let (ra, ca) = a.dim();
     let (rb, cb) = b.dim();
     Array2::from_shape_fn((ra * rb, ca * cb), |(i, j)| a[[i / rb, j / cb]] * b[[i % rb, j % cb]])
@@ -105,7 +104,7 @@ pub fn complex_normal<R: Rng + ?Sized>(n: usize, rng: &mut R) -> Array1<c64> {
 /// # Errors
 /// [`Error::InvalidParameter`] for a negative or non-finite `rho`, [`Error::Empty`] or
 /// [`Error::ShapeMismatch`] for an empty or non-square `R`; linear-algebra errors.
-pub fn mmse_filter(r: &Array2<c64>, rho: f64) -> Result<(Array2<c64>, Array2<c64>), Error> {
+fn mmse_filter(r: &Array2<c64>, rho: f64) -> Result<(Array2<c64>, Array2<c64>), Error> {
     if !(rho.is_finite() && rho >= 0.0) {
         return Err(Error::param("rho", format!("pilot power must be finite and >= 0, got {rho}")));
     }
@@ -126,18 +125,18 @@ pub fn mmse_filter(r: &Array2<c64>, rho: f64) -> Result<(Array2<c64>, Array2<c64
 
 /// A channel estimate with its posterior error covariance.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ChannelEstimate {
+struct ChannelEstimate {
     /// `ĥ: [N]`.
-    pub h_est: Array1<c64>,
+    h_est: Array1<c64>,
     /// `C_e: [N × N]`, the covariance of `h − ĥ` (and of the posterior `h | ĥ`).
-    pub err_cov: Array2<c64>,
+    err_cov: Array2<c64>,
 }
 
 /// Noisy MMSE estimate (55) of `h` from one pilot observation with power `rho` (linear).
 ///
 /// # Errors
 /// As [`mmse_filter`], plus [`Error::ShapeMismatch`] when `h` does not match `R`.
-pub fn mmse_estimate<R: Rng + ?Sized>(
+fn mmse_estimate<R: Rng + ?Sized>(
     r: &Array2<c64>,
     h: ArrayView1<'_, c64>,
     rho: f64,

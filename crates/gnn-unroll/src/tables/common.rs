@@ -11,8 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::Error;
+use crate::data::dft_codebook;
 use crate::data::{CsiModel, Instance, Scenario, draw_instance};
-use crate::greedy::{GreedyOptions, PowerWeighting, dft_codebook, greedy_hbf, rank_one_covariances, snr_init};
+use crate::greedy::{GreedyOptions, PowerWeighting, greedy_hbf, rank_one_covariances, snr_init};
 use crate::model::GcnConfig;
 use crate::outage::{calibrate_margin, sinrs};
 use crate::qos::{QosOptions, QosSystem, solve_qos};

@@ -62,7 +62,7 @@ impl Default for GeneralisationParams {
 
 /// The units of Table 3, in unit order (module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Greedy on the true channel.
     GHbfPerf,
     /// Greedy on the estimate, one margin per `K`.

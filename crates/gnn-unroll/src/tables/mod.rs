@@ -5,9 +5,9 @@
 //! (methods) are a `Unit` enum; `common` holds what the tables share.
 
 pub(crate) mod common;
-pub mod generalisation;
-pub mod outage;
-pub mod statistical;
+pub(crate) mod generalisation;
+pub(crate) mod outage;
+pub(crate) mod statistical;
 
 /// The units of a table experiment, in unit order (the harness addresses them by index).
 pub(crate) trait TableUnit: Copy + 'static {

@@ -40,7 +40,7 @@ use crate::unroll::Architecture;
 /// The units of Table 2, in unit order (the fully digital ones are appended, so the hybrid units
 /// keep their indices).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Greedy on the true channel.
     GHbfPerf,
     /// Greedy on the estimate with per-group margins bisected on validation data.

@@ -41,22 +41,22 @@ use crate::unroll::UnrollSettings;
 
 /// A classical statistical-CSI design (module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StatDesign {
+pub(crate) struct StatDesign {
     /// Perfect CSI: `A` from the true channels' sample covariance, baseband on the true `h_t`.
-    pub use_truth: bool,
+    pub(crate) use_truth: bool,
     /// Target margin `Δ` (linear, multiplies every `γ_k`).
-    pub margin: f64,
+    pub(crate) margin: f64,
     /// Scale powers above `P_max` down (otherwise such samples are infeasible).
-    pub project: bool,
+    pub(crate) project: bool,
 }
 
 impl StatDesign {
     /// G-HBF-perf: perfect statistics and instantaneous CSI, no margin, no projection.
-    pub const PERFECT: Self = Self { use_truth: true, margin: 1.0, project: false };
+    pub(crate) const PERFECT: Self = Self { use_truth: true, margin: 1.0, project: false };
 
     /// G-HBF-marg with margin `Δ` (linear): feedback statistics and samples, projected powers.
     #[must_use]
-    pub fn margin(margin: f64) -> Self {
+    pub(crate) fn margin(margin: f64) -> Self {
         Self { use_truth: false, margin, project: true }
     }
 }
@@ -69,7 +69,11 @@ impl StatDesign {
 ///
 /// # Errors
 /// Codebook and solver errors other than infeasibility.
-pub fn statistical_analog(st: &UnrollSettings, inst: &StatInstance, design: StatDesign) -> Result<Array2<c64>, Error> {
+pub(crate) fn statistical_analog(
+    st: &UnrollSettings,
+    inst: &StatInstance,
+    design: StatDesign,
+) -> Result<Array2<c64>, Error> {
     let covs = if design.use_truth { &inst.r_true } else { &inst.r_hat };
     let targets: Vec<f64> = inst.targets().iter().map(|g| g * design.margin).collect();
     let opts = GreedyOptions {
@@ -94,7 +98,7 @@ pub fn statistical_analog(st: &UnrollSettings, inst: &StatInstance, design: Stat
 ///
 /// # Errors
 /// As [`statistical_analog`] and the baseband solver.
-pub fn evaluate_statistical(
+pub(crate) fn evaluate_statistical(
     st: &UnrollSettings,
     instances: &[StatInstance],
     n_groups: usize,
@@ -147,7 +151,7 @@ impl Default for StatisticalParams {
 
 /// The units of Table 4, in unit order ([`StatisticalTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Perfect statistics and samples.
     GHbfPerf,
     /// Feedback statistics and samples, one margin per `L`.
@@ -286,7 +290,7 @@ pub fn statistical_table(params: StatisticalParams) -> Result<StatisticalTable, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::greedy::dft_codebook;
+    use crate::data::dft_codebook;
     use crate::qos::QosOptions;
     use beamlab_core::experiment::FamilyExperiment;
     use rand::SeedableRng;

@@ -32,7 +32,12 @@ impl EvalStats {
 ///
 /// # Errors
 /// Errors of `design`; [`Error::InvalidParameter`] for `n_groups = 0`.
-pub fn evaluate_designs<F>(instances: &[Instance], n_groups: usize, p_max: f64, design: F) -> Result<EvalStats, Error>
+pub(crate) fn evaluate_designs<F>(
+    instances: &[Instance],
+    n_groups: usize,
+    p_max: f64,
+    design: F,
+) -> Result<EvalStats, Error>
 where
     F: Fn(&Instance) -> Result<Option<(f64, Vec<f64>)>, Error> + Sync,
 {

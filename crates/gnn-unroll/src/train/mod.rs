@@ -57,10 +57,9 @@ mod trainer;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use evaluation::evaluate_indexed;
-pub use evaluation::{EvalStats, evaluate_designs};
+pub use evaluation::EvalStats;
+pub(crate) use evaluation::{evaluate_designs, evaluate_indexed};
 pub use params::{ConstraintForm, ConstraintLoss, TrainParams};
 pub use schedule::{TrainReport, ValPoint};
-pub use step::StepReport;
 pub use system::{System, Systems};
 pub use trainer::Trainer;

@@ -48,7 +48,7 @@ pub enum ConstraintForm {
 impl ConstraintForm {
     /// The lower bound of the duals.
     #[must_use]
-    pub fn mu_min(self) -> f64 {
+    pub(crate) fn mu_min(self) -> f64 {
         match self {
             Self::Inequality => 0.0,
             Self::Equality { mu_min } => mu_min,

@@ -22,18 +22,18 @@ use crate::{CsiKind, Error};
 
 /// What one primal–dual step did.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepReport {
+pub(crate) struct StepReport {
     /// Lagrangian value of the batch.
-    pub loss: f64,
+    pub(crate) loss: f64,
     /// Constraint estimates `ĝ_g` (`NaN` for groups absent from the batch).
-    pub constraint: Vec<f64>,
+    pub(crate) constraint: Vec<f64>,
     /// Exact empirical outage `ô_g` of the batch's unmasked users (`NaN` for absent groups).
-    pub outage: Vec<f64>,
+    pub(crate) outage: Vec<f64>,
     /// Instances masked out (failed forward or non-finite values).
-    pub n_masked: usize,
+    pub(crate) n_masked: usize,
     /// Whether the primal update was skipped (non-finite gradient, nothing to learn from, or a
     /// rolled-back non-finite update).
-    pub skipped: bool,
+    pub(crate) skipped: bool,
 }
 
 /// A sample's solver output with the head (coefficient tensor and values) it was computed from.
@@ -221,7 +221,7 @@ impl Trainer {
     /// # Errors
     /// candle errors (numerical trouble in the data is masked, not an error); a system of the
     /// wrong kind for this trainer.
-    pub fn step(&mut self, batch: &[System<'_>]) -> Result<StepReport, Error> {
+    pub(crate) fn step(&mut self, batch: &[System<'_>]) -> Result<StepReport, Error> {
         let _span = tracing::debug_span!("gnn_unroll_step", batch = batch.len()).entered();
         let fwd = self.forward_batch(batch)?;
         let outs: Vec<Option<&UnrolledOutput>> = fwd.outs.iter().map(|o| o.as_ref().map(|o| &o.2)).collect();

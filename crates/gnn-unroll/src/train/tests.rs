@@ -160,7 +160,7 @@ fn hostile_batch_never_yields_non_finite_parameters() {
         for _ in 0..3 {
             let r = t.step(&batch).unwrap();
             assert!(r.n_masked >= 2, "{r:?}");
-            assert!(all_finite(t.vars()).unwrap());
+            assert!(all_finite(&t.vars).unwrap());
             assert!(t.duals().iter().chain(t.kappas()).all(|x| x.is_finite()));
         }
     }
@@ -437,22 +437,22 @@ fn param_averaging_validates_the_average_and_trains_the_iterate() {
     // order the training loop shuffles it).
     let mut t = Trainer::new(&GcnConfig::default(), settings(100.0), params(None), 2, &train, 9).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut average = snapshot(t.vars()).unwrap();
+    let mut average = snapshot(&t.vars).unwrap();
     for step in 1..=2 {
         let mut perm: Vec<usize> = (0..train.len()).collect();
         perm.shuffle(&mut rng);
         let batch: Vec<System> = perm.iter().map(|&i| System::from(&train[i])).collect();
         t.step(&batch).unwrap();
-        let iterate = snapshot(t.vars()).unwrap();
+        let iterate = snapshot(&t.vars).unwrap();
         let metric_of = |vars| {
-            restore(t.vars(), vars).unwrap();
+            restore(&t.vars, vars).unwrap();
             t.evaluate(&val).unwrap().metric(1000.0, 0.1)
         };
         for ((_, a), (_, x)) in average.iter_mut().zip(&iterate) {
             *a = ((&*a * beta).unwrap() + (x * (1.0 - beta)).unwrap()).unwrap();
         }
         let (m_iterate, m_average) = (metric_of(&iterate), metric_of(&average));
-        restore(t.vars(), &iterate).unwrap(); // training continues from the iterate
+        restore(&t.vars, &iterate).unwrap(); // training continues from the iterate
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
         assert!(close(plain[step], m_iterate), "step {step}: {} vs {m_iterate}", plain[step]);
         assert!(close(averaged[step], m_average), "step {step}: {} vs {m_average}", averaged[step]);

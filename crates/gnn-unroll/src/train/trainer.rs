@@ -241,12 +241,6 @@ impl Trainer {
         &self.model
     }
 
-    /// The network's variables (for checkpoints).
-    #[must_use]
-    pub fn vars(&self) -> &VarMap {
-        &self.vars
-    }
-
     /// Current duals `μ_g`.
     #[must_use]
     pub fn duals(&self) -> &[f64] {
@@ -268,7 +262,8 @@ impl Trainer {
     /// The unrolled forward pass of one instance with the current network.
     ///
     /// # Errors
-    /// As [`forward`](crate::unroll::forward) and [`coefficients`].
+    /// candle errors of the network; solver errors of the unrolled pass ([`Error::Infeasible`] or
+    /// [`Error::Singular`] when the virtual problem has no solution).
     pub fn infer(&self, inst: &Instance) -> Result<UnrolledOutput, Error> {
         let (_, c) = coefficients(&self.model, inst)?;
         forward_arch(self.architecture, inst, &c, &self.settings, false)

@@ -16,12 +16,12 @@ use crate::util::adjoint;
 
 /// Gradients of a loss through one unrolled forward pass.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Backward {
+pub(crate) struct Backward {
     /// `∂L/∂c: [K × 4]` with the selection held fixed.
-    pub coeffs: Array2<f64>,
+    pub(crate) coeffs: Array2<f64>,
     /// Wirtinger gradient `∂L/∂A*: [N × M]` with `A` treated as continuous
     /// (`dL = 2 Re tr((∂L/∂A*)^H dA)`), the input of the straight-through selection gradient.
-    pub analog: Array2<c64>,
+    pub(crate) analog: Array2<c64>,
 }
 
 /// Chains Hermitian gradients of `S_k = A^H R̃^S_k A`, `I_k = A^H R̃^I_k A` to the coefficients:
@@ -37,7 +37,7 @@ pub(super) fn coefficient_chain(h_est: &[Array1<c64>], a: &Array2<c64>, g: &QosG
 }
 
 /// `coefficient_chain` for (possibly full-rank) covariances `R̂_k`.
-pub fn coefficient_chain_cov(r: &[Array2<c64>], a: &Array2<c64>, g: &QosGradient) -> Array2<f64> {
+pub(super) fn coefficient_chain_cov(r: &[Array2<c64>], a: &Array2<c64>, g: &QosGradient) -> Array2<f64> {
     let ah = adjoint(a);
     let n = a.nrows() as f64;
     coefficient_chain_with(r.len(), a, g, |u| (ah.dot(&r[u]).dot(a), r[u].diag().iter().map(|z| z.re).sum::<f64>() / n))
@@ -68,7 +68,7 @@ fn coefficient_chain_with(
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] for mismatched lengths; [`Error::Singular`] from the implicit solve.
-pub fn backward(
+pub(crate) fn backward(
     inst: &Instance,
     out: &UnrolledOutput,
     grad_margin: &[f64],
@@ -162,7 +162,8 @@ fn analog_chain_with(
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `r`, `coeffs` and `g` disagree in the number of users or sizes.
-pub fn analog_chain_cov(
+#[cfg(test)]
+pub(super) fn analog_chain_cov(
     r: &[Array2<c64>],
     a: &Array2<c64>,
     coeffs: &Array2<f64>,
@@ -198,7 +199,7 @@ pub fn analog_chain_cov(
 ///
 /// # Errors
 /// As [`super::forward`].
-pub fn forward_untraced(
+pub(crate) fn forward_untraced(
     inst: &Instance,
     coeffs: &Array2<f64>,
     settings: &UnrollSettings,
@@ -211,7 +212,8 @@ pub fn forward_untraced(
 ///
 /// # Errors
 /// As [`backward`].
-pub fn coefficient_gradient(
+#[cfg(test)]
+pub(super) fn coefficient_gradient(
     inst: &Instance,
     out: &UnrolledOutput,
     grad_margin: &[f64],
@@ -222,7 +224,7 @@ pub fn coefficient_gradient(
 
 /// Softmin weights (35) `π = softmax(−κ_b P / min P)` over finite powers (0 for infinite ones).
 #[must_use]
-pub fn softmin_weights(powers: &[f64], sharpness: f64) -> Vec<f64> {
+pub(super) fn softmin_weights(powers: &[f64], sharpness: f64) -> Vec<f64> {
     let p_min = powers.iter().copied().filter(|p| p.is_finite()).fold(f64::INFINITY, f64::min);
     if !(p_min.is_finite() && p_min > 0.0) {
         return vec![0.0; powers.len()];
@@ -245,7 +247,7 @@ pub fn softmin_weights(powers: &[f64], sharpness: f64) -> Vec<f64> {
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `d_analog` does not match `A`; solver errors of a trial rebuild.
-pub fn straight_through_gradient(
+pub(crate) fn straight_through_gradient(
     inst: &Instance,
     out: &UnrolledOutput,
     d_analog: &Array2<c64>,
@@ -260,7 +262,7 @@ pub fn straight_through_gradient(
 ///
 /// # Errors
 /// As [`straight_through_gradient`] and [`virtual_channels_cov`].
-pub fn straight_through_gradient_cov(
+pub(crate) fn straight_through_gradient_cov(
     r_hat: &[Array2<c64>],
     targets: &[f64],
     out: &UnrolledOutput,

@@ -58,7 +58,7 @@ pub struct UnrolledOutput {
     /// `A: [N × M]`.
     pub analog: Array2<c64>,
     /// The baseband problem with the virtual channels for `A`.
-    pub system: QosSystem,
+    pub(crate) system: QosSystem,
     /// Its solution (before the projection).
     pub solution: QosSolution,
     /// Projection factor `s = min(1, P_max / Σ p)`.
@@ -71,8 +71,8 @@ pub struct UnrolledOutput {
     pub margin_db: Vec<f64>,
     /// The coefficients `[K × 4]` used.
     pub coeffs: Array2<f64>,
-    /// The greedy steps with all trials (empty for [`evaluate_selection`]).
-    pub steps: Vec<GreedyStep>,
+    /// The greedy steps with all trials (empty for an evaluation of a given selection).
+    pub(crate) steps: Vec<GreedyStep>,
 }
 
 impl UnrolledOutput {
@@ -94,14 +94,14 @@ impl UnrolledOutput {
 }
 
 /// Wanted and interference covariances `(R̃^S_k, R̃^I_k)`, `K` matrices `[N × N]` each.
-pub type VirtualChannels = (Vec<Array2<c64>>, Vec<Array2<c64>>);
+pub(crate) type VirtualChannels = (Vec<Array2<c64>>, Vec<Array2<c64>>);
 
 /// Virtual-channel covariances `(R̃^S_k, R̃^I_k)` from estimates `h_est` and `coeffs: [K × 4]`
 /// (the rank-one case `R̂_k = ĥ_k ĥ_k^H` of [`virtual_channels_cov`]).
 ///
 /// # Errors
 /// As [`virtual_channels_cov`].
-pub fn virtual_channels(h_est: &[Array1<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
+pub(crate) fn virtual_channels(h_est: &[Array1<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
     virtual_channels_cov(&rank_one_covariances(h_est), coeffs)
 }
 
@@ -112,7 +112,7 @@ pub fn virtual_channels(h_est: &[Array1<c64>], coeffs: &Array2<f64>) -> Result<V
 /// # Errors
 /// [`Error::ShapeMismatch`] when `coeffs` is not `[K × 4]` or a covariance is not square,
 /// [`Error::InvalidParameter`] (`coeffs`) for a non-finite or negative coefficient.
-pub fn virtual_channels_cov(r: &[Array2<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
+pub(crate) fn virtual_channels_cov(r: &[Array2<c64>], coeffs: &Array2<f64>) -> Result<VirtualChannels, Error> {
     let k = r.len();
     if coeffs.dim() != (k, 4) {
         return Err(Error::shape("virtual-channel coefficients", format!("{k}x4"), format!("{:?}", coeffs.dim())));
@@ -139,7 +139,7 @@ pub fn virtual_channels_cov(r: &[Array2<c64>], coeffs: &Array2<f64>) -> Result<V
 ///
 /// # Errors
 /// As [`greedy_hbf`] and [`virtual_channels`].
-pub fn select(
+pub(crate) fn select(
     inst: &Instance,
     coeffs: &Array2<f64>,
     settings: &UnrollSettings,
@@ -153,7 +153,7 @@ pub fn select(
 ///
 /// # Errors
 /// As [`greedy_hbf`] and [`virtual_channels_cov`].
-pub fn select_cov(
+pub(crate) fn select_cov(
     r_hat: &[Array2<c64>],
     targets: &[f64],
     coeffs: &Array2<f64>,
@@ -177,7 +177,7 @@ pub fn select_cov(
 /// # Errors
 /// [`Error::InvalidSelection`] for an index outside the codebook; as [`solve_qos`] and
 /// [`virtual_channels`].
-pub fn evaluate_selection(
+pub(crate) fn evaluate_selection(
     inst: &Instance,
     coeffs: &Array2<f64>,
     selection: &[usize],
@@ -194,7 +194,7 @@ pub fn evaluate_selection(
 ///
 /// # Errors
 /// As [`solve_qos`] and [`virtual_channels`].
-pub fn evaluate_analog(
+pub(crate) fn evaluate_analog(
     inst: &Instance,
     coeffs: &Array2<f64>,
     a: Array2<c64>,
@@ -234,7 +234,11 @@ pub fn evaluate_analog(
 ///
 /// # Errors
 /// As [`select`] and [`evaluate_selection`].
-pub fn forward(inst: &Instance, coeffs: &Array2<f64>, settings: &UnrollSettings) -> Result<UnrolledOutput, Error> {
+pub(crate) fn forward(
+    inst: &Instance,
+    coeffs: &Array2<f64>,
+    settings: &UnrollSettings,
+) -> Result<UnrolledOutput, Error> {
     let greedy = select(inst, coeffs, settings, settings.softmin_sharpness > 0.0)?;
     let mut out = evaluate_selection(inst, coeffs, &greedy.selection, settings)?;
     out.steps = greedy.steps;
@@ -248,7 +252,7 @@ pub fn forward(inst: &Instance, coeffs: &Array2<f64>, settings: &UnrollSettings)
 ///   `A = I_N`, no codeword selection; the same coefficients and virtual channels, the baseband
 ///   problem is solved directly on `R̃^S_k, R̃^I_k: [N × N]` with `Φ = I_N` (transmit power), then
 ///   the downlink powers and the projection (33). Its gradient is the coefficient part of
-///   [`backward`] (there is no selection, hence no straight-through path).
+///   `backward` (there is no selection, hence no straight-through path).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
@@ -264,7 +268,7 @@ pub enum Architecture {
 ///
 /// # Errors
 /// [`Error::Empty`] for an instance without users; as [`evaluate_analog`].
-pub fn forward_fully_digital(
+pub(crate) fn forward_fully_digital(
     inst: &Instance,
     coeffs: &Array2<f64>,
     settings: &UnrollSettings,
@@ -279,7 +283,7 @@ pub fn forward_fully_digital(
 ///
 /// # Errors
 /// As [`forward`], [`forward_untraced`] and [`forward_fully_digital`].
-pub fn forward_arch(
+pub(crate) fn forward_arch(
     architecture: Architecture,
     inst: &Instance,
     coeffs: &Array2<f64>,
@@ -296,12 +300,9 @@ pub fn forward_arch(
 mod backward;
 
 #[cfg(test)]
-use backward::coefficient_chain;
+use backward::{analog_chain_cov, coefficient_chain, coefficient_chain_cov, coefficient_gradient, softmin_weights};
 
-pub use backward::{
-    Backward, analog_chain_cov, backward, coefficient_chain_cov, coefficient_gradient, forward_untraced,
-    softmin_weights, straight_through_gradient, straight_through_gradient_cov,
-};
+pub(crate) use backward::{backward, forward_untraced, straight_through_gradient, straight_through_gradient_cov};
 
 #[cfg(test)]
 pub(crate) mod tests;

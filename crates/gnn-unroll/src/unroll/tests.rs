@@ -1,8 +1,8 @@
 //! Finite-difference checks of the unrolled gradients and the test instances other modules share.
 
 use super::*;
+use crate::data::dft_codebook;
 use crate::data::{CsiModel, Scenario, draw_instance};
-use crate::greedy::dft_codebook;
 use rand::SeedableRng;
 
 pub(crate) fn settings(p_max: f64) -> UnrollSettings {
