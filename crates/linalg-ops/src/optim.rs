@@ -18,7 +18,7 @@
 //! use beamlab_linalg_ops::optim::Adam;
 //! // Minimise (θ − 3)² from θ = 0.
 //! let mut theta = [0.0];
-//! let mut adam = Adam::new(1);
+//! let mut adam: Adam = Adam::new(1);
 //! for _ in 0..2000 {
 //!     let g = [2.0 * (theta[0] - 3.0)];
 //!     adam.step(&mut theta, &g, 0.05).unwrap();
@@ -35,19 +35,61 @@ pub const BETA2: f64 = 0.999;
 /// Denominator offset `ε`.
 pub const EPS: f64 = 1e-8;
 
-/// Adam moments for one flat parameter vector.
+/// Element types Adam runs in: `f64` (every fast path) and `f32` (candle variables of
+/// single-precision networks, updated in their own precision as candle-nn does).
+pub trait AdamScalar:
+    Copy
+    + PartialEq
+    + std::fmt::Debug
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::SubAssign
+{
+    /// Zero.
+    const ZERO: Self;
+    /// `x` rounded to this type (constants are computed in `f64`, as candle's `affine` does).
+    fn from_f64(x: f64) -> Self;
+    /// Square root.
+    #[must_use]
+    fn sqrt(self) -> Self;
+}
+
+impl AdamScalar for f64 {
+    const ZERO: Self = 0.0;
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
+impl AdamScalar for f32 {
+    const ZERO: Self = 0.0;
+    #[allow(clippy::cast_possible_truncation)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+/// Adam moments for one flat parameter vector of element type `T` (`f64` unless stated).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Adam {
-    m: Vec<f64>,
-    v: Vec<f64>,
+pub struct Adam<T = f64> {
+    m: Vec<T>,
+    v: Vec<T>,
     t: i32,
 }
 
-impl Adam {
+impl<T: AdamScalar> Adam<T> {
     /// Zero moments for `n` parameters.
     #[must_use]
     pub fn new(n: usize) -> Self {
-        Self { m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+        Self { m: vec![T::ZERO; n], v: vec![T::ZERO; n], t: 0 }
     }
 
     /// Number of parameters the moments are shaped for.
@@ -70,17 +112,18 @@ impl Adam {
 
     /// Clears the moments and the step count (a fresh optimiser of the same size).
     pub fn reset(&mut self) {
-        self.m.fill(0.0);
-        self.v.fill(0.0);
+        self.m.fill(T::ZERO);
+        self.v.fill(T::ZERO);
         self.t = 0;
     }
 
     /// One step of `theta` (updated in place) along `grads` with learning rate `lr`.
-    /// Allocation-free.
+    /// Allocation-free; the arithmetic is in `T`, with the step's constants computed in `f64` and
+    /// rounded to `T` once (candle's `affine`).
     ///
     /// # Errors
     /// [`LinalgError::ShapeMismatch`] when `theta` or `grads` does not have [`Adam::len`] entries.
-    pub fn step(&mut self, theta: &mut [f64], grads: &[f64], lr: f64) -> Result<(), LinalgError> {
+    pub fn step(&mut self, theta: &mut [T], grads: &[T], lr: f64) -> Result<(), LinalgError> {
         if theta.len() != self.m.len() || grads.len() != self.m.len() {
             return Err(LinalgError::ShapeMismatch {
                 what: "Adam::step",
@@ -89,16 +132,19 @@ impl Adam {
             });
         }
         self.t += 1;
-        let ic1 = 1.0 / (1.0 - BETA1.powi(self.t));
-        let ic2 = 1.0 / (1.0 - BETA2.powi(self.t));
-        for (((p, g), m), v) in theta.iter_mut().zip(grads).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
+        let c = |x: f64| T::from_f64(x);
+        let (b1, b2, nb1, nb2) = (c(BETA1), c(BETA2), c(1.0 - BETA1), c(1.0 - BETA2));
+        let ic1 = c(1.0 / (1.0 - BETA1.powi(self.t)));
+        let ic2 = c(1.0 / (1.0 - BETA2.powi(self.t)));
+        let (one, eps, lr, zero) = (c(1.0), c(EPS), c(lr), T::ZERO);
+        for (((p, &g), m), v) in theta.iter_mut().zip(grads).zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             // candle's affine form `x·a + 0`, in candle-nn's order.
-            *m = (*m * BETA1 + 0.0) + (g * (1.0 - BETA1) + 0.0);
-            *v = (*v * BETA2 + 0.0) + ((g * g) * (1.0 - BETA2) + 0.0);
-            let m_hat = *m * ic1 + 0.0;
-            let v_hat = *v * ic2 + 0.0;
-            let upd = m_hat / (v_hat.sqrt() * 1.0 + EPS);
-            *p -= upd * lr + 0.0;
+            *m = (*m * b1 + zero) + (g * nb1 + zero);
+            *v = (*v * b2 + zero) + ((g * g) * nb2 + zero);
+            let m_hat = *m * ic1 + zero;
+            let v_hat = *v * ic2 + zero;
+            let upd = m_hat / (v_hat.sqrt() * one + eps);
+            *p -= upd * lr + zero;
         }
         Ok(())
     }
@@ -113,7 +159,7 @@ mod tests {
         // With zero moments, the bias-corrected first step is lr · g / (|g| + ε) ≈ lr · sign(g).
         let mut theta = [1.0, -2.0, 0.5];
         let g = [3.0, -0.25, 1e-3];
-        let mut adam = Adam::new(3);
+        let mut adam: Adam = Adam::new(3);
         adam.step(&mut theta, &g, 0.1).unwrap();
         for (i, (t, t0)) in theta.iter().zip([1.0, -2.0, 0.5]).enumerate() {
             let expect = t0 - 0.1 * g[i] / (g[i].abs() + EPS);
@@ -126,7 +172,7 @@ mod tests {
     fn second_step_follows_the_closed_form() {
         let (g1, g2, lr) = (0.4, -1.3, 0.01);
         let mut theta = [0.0];
-        let mut adam = Adam::new(1);
+        let mut adam: Adam = Adam::new(1);
         adam.step(&mut theta, &[g1], lr).unwrap();
         adam.step(&mut theta, &[g2], lr).unwrap();
         let m = BETA1 * (1.0 - BETA1) * g1 + (1.0 - BETA1) * g2;
@@ -139,7 +185,7 @@ mod tests {
 
     #[test]
     fn reset_restarts_and_lengths_are_checked() {
-        let mut adam = Adam::new(2);
+        let mut adam: Adam = Adam::new(2);
         let mut theta = [0.0, 0.0];
         adam.step(&mut theta, &[1.0, 1.0], 0.1).unwrap();
         let after_one = theta;
@@ -149,5 +195,24 @@ mod tests {
         assert_eq!(after_one, again);
         assert!(matches!(adam.step(&mut [0.0], &[1.0, 1.0], 0.1), Err(LinalgError::ShapeMismatch { .. })));
         assert!(adam.step(&mut theta, &[1.0], 0.1).is_err());
+    }
+
+    #[test]
+    fn f32_steps_track_the_f64_steps() {
+        let g = [0.3f64, -1.7, 2e-3, 0.0];
+        let (mut t64, mut t32) = ([0.5f64, -0.25, 1.0, 0.0], [0.5f32, -0.25, 1.0, 0.0]);
+        let (mut a64, mut a32): (Adam, Adam<f32>) = (Adam::new(4), Adam::new(4));
+        for k in 0..50 {
+            let s = (k as f64 * 0.3).cos();
+            let g64: Vec<f64> = g.iter().map(|x| x * s).collect();
+            #[allow(clippy::cast_possible_truncation)]
+            let g32: Vec<f32> = g64.iter().map(|x| *x as f32).collect();
+            a64.step(&mut t64, &g64, 0.01).unwrap();
+            a32.step(&mut t32, &g32, 0.01).unwrap();
+        }
+        for (x, y) in t64.iter().zip(&t32) {
+            assert!((x - f64::from(*y)).abs() < 1e-5, "{x} vs {y}");
+        }
+        assert_eq!(t32[3], 0.0, "a parameter without gradient stays");
     }
 }
