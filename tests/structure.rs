@@ -182,12 +182,12 @@ fn crate_graph(src: &Path) -> CrateGraph {
             }
             let decl = line.trim_start_matches("#[cfg(test)]").trim_start();
             let decl = decl.strip_prefix("pub(crate) ").or_else(|| decl.strip_prefix("pub ")).unwrap_or(decl);
-            if let Some(name) = decl.strip_prefix("mod ").and_then(|r| r.strip_suffix(';')) {
-                if after_cfg_test {
-                    let mut m = here.clone();
-                    m.push(name.trim().to_string());
-                    test_only.push(m);
-                }
+            if let Some(name) = decl.strip_prefix("mod ").and_then(|r| r.strip_suffix(';'))
+                && after_cfg_test
+            {
+                let mut m = here.clone();
+                m.push(name.trim().to_string());
+                test_only.push(m);
             }
             if !line.starts_with("#[") && !line.is_empty() {
                 after_cfg_test = line.starts_with("#[cfg(test)]");
