@@ -25,7 +25,7 @@ use crate::{KanError, invalid};
 ///
 /// # Errors
 /// [`KanError::InvalidParameter`] for a zero grid size, a non-finite or empty range.
-pub fn uniform_knots(grid_size: usize, order: usize, lo: f64, hi: f64) -> Result<Vec<f64>, KanError> {
+pub(crate) fn uniform_knots(grid_size: usize, order: usize, lo: f64, hi: f64) -> Result<Vec<f64>, KanError> {
     if grid_size == 0 {
         return Err(invalid("grid_size", "must be >= 1"));
     }
@@ -86,7 +86,7 @@ pub(crate) fn eval_bases(
 /// Bases of every input of a batch: `x: [n_batch × n_in]` (row-major values), `knots` the per-input
 /// knot vectors concatenated (`n_in × n_knots`). Returns `[n_batch × n_in × n_basis]` row-major.
 #[must_use]
-pub fn batch_bases(x: &[f64], n_in: usize, knots: &[f64], n_knots: usize, order: usize) -> Vec<f64> {
+pub(crate) fn batch_bases(x: &[f64], n_in: usize, knots: &[f64], n_knots: usize, order: usize) -> Vec<f64> {
     let n_basis = n_knots - order - 1;
     let mut out = vec![0.0; x.len() * n_basis];
     let mut work = vec![0.0; n_knots];
@@ -115,7 +115,7 @@ fn batch_bases_deriv(x: &[f64], n_in: usize, knots: &[f64], n_knots: usize, orde
 /// backward (`∂/∂x_{b,i} = Σ_j g_{b,i,j} B'_j(x_{b,i})`). Works in `f32` and `f64`; the bases are
 /// always computed in `f64`.
 #[derive(Clone, Debug)]
-pub struct SplineBasisOp {
+pub(crate) struct SplineBasisOp {
     /// Per-input knot vectors, `n_in × n_knots`, row-major.
     pub knots: std::sync::Arc<Vec<f64>>,
     /// Number of inputs.

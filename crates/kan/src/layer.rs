@@ -6,7 +6,7 @@
 //! y_{b,o} = Σ_i φ_{o,i}(x_{b,i}),   φ_{o,i}(x) = w_b[o,i] · silu(x) + s[o,i] · Σ_j c[o,i,j] B_j^{(i)}(x),
 //! ```
 //!
-//! `B_j^{(i)}` the `G + k` B-spline bases of input `i`'s knot vector (see [`crate::bspline`]),
+//! `B_j^{(i)}` the `G + k` B-spline bases of input `i`'s knot vector (module `bspline`),
 //! `w_b` the base weights, `c` the spline coefficients and `s` the optional standalone spline
 //! scaler (efficient-KAN's parameterisation; Liu et al. 2024, "KAN: Kolmogorov–Arnold Networks").
 //! Evaluation is batched: the bases of every input are computed once (one custom candle op with a

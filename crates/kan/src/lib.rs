@@ -4,7 +4,7 @@
 //! embed them (spec `ggml-kan.md`; docs/kan.md and docs/ggml.md).
 //!
 //! ## The big picture
-//! - [`bspline`]: B-spline bases on any knot vector (Cox–de Boor) and a candle op that evaluates
+//! - `bspline` (internal): B-spline bases on any knot vector (Cox–de Boor) and a candle op that evaluates
 //!   every input's bases in one pass, with a hand-written backward.
 //! - [`layer`]: [`KanLayer`], `φ(x) = w_b silu(x) + s · Σ_j c_j B_j(x)` on every edge, batched as
 //!   two matrix products; grid update with a least-squares re-fit.
@@ -42,7 +42,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod bspline;
+mod bspline;
 pub mod cnn;
 pub mod experiment;
 pub mod ggml;
