@@ -509,3 +509,8 @@ mod tests {
         assert!(load_checkpoint(&b, &missing).is_err());
     }
 }
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

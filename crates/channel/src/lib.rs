@@ -139,3 +139,8 @@ mod tests {
         assert!(e.to_string().contains("no users"));
     }
 }
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -551,3 +551,8 @@ mod seed_tests {
         assert_ne!(super::derive_seed(1, &[0]), super::derive_seed(1, &[0, 0]));
     }
 }
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

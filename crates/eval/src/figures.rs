@@ -10,7 +10,7 @@ use crate::EvalError;
 use crate::config::{Metric, SweepAxis};
 use crate::results::{ResultRow, SampleRow};
 
-static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
 fn register_font() {

@@ -273,3 +273,8 @@ fn run_sweep(cfg: &ExperimentConfig, dir: &Path, opts: &ReproduceOptions) -> Res
         curve_checks: Vec::new(),
     })
 }
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

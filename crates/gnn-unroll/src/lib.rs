@@ -78,3 +78,8 @@ pub use train::{
     ConstraintForm, ConstraintLoss, EvalStats, System, Systems, TrainParams, TrainReport, Trainer, ValPoint,
 };
 pub use unroll::{Architecture, UnrollSettings, UnrolledOutput};
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

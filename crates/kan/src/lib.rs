@@ -158,3 +158,8 @@ pub enum KanError {
     #[error(transparent)]
     Core(#[from] CoreError),
 }
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -192,3 +192,8 @@ pub(crate) mod testutil {
         a.iter().map(|z| z.norm()).fold(0.0, f64::max)
     }
 }
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -124,3 +124,8 @@ pub enum LiquidError {
     #[error(transparent)]
     Linalg(#[from] beamlab_linalg_ops::LinalgError),
 }
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

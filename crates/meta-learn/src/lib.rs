@@ -61,3 +61,8 @@ pub use covnet::{CovHead, CovNet, CovNetConfig, Params, Task};
 pub use error::MetaLearnError;
 pub use maml::{Adapted, BasisSelection, MbMaml, MbMamlConfig, MetaGradient, QuerySchedule};
 pub use wmmse::{RobustWmmseBeamformer, SystemParams};
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
