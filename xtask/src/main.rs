@@ -1,7 +1,9 @@
 //! `cargo xtask`: orchestration only (no numerics).
 //!
 //! - `cargo xtask reproduce [--profile quick|paper] [--only NAME…] [--fresh] [--threads N]`
-//! - `cargo xtask test` — the whole test suite (what CI runs)
+//! - `cargo xtask test` — the whole test suite (what CI runs), then the downstream-user crates
+//!   under `tests/downstream/`
+//! - `cargo xtask publish-check` — `cargo publish --dry-run` of every library crate
 //! - `cargo xtask bless` — rewrite the golden SE values under `tests/golden/` deliberately
 //! - `cargo xtask bench [cargo bench args]` — criterion benchmarks (all, or e.g. `-p beamlab-kan --bench ggml`)
 //!
@@ -15,6 +17,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 const PACKAGES: [&str; 2] = ["libopenblas-dev", "pkg-config"];
+
+/// Crates under `tests/downstream/` that `cargo xtask test` builds and runs.
+const DOWNSTREAM: [&str; 1] = ["uma_wmmse"];
 
 fn main() {
     if let Err(e) = run() {
@@ -41,7 +46,21 @@ fn run() -> Result<()> {
             ensure_system_deps()?;
             let mut a = vec!["test", "--workspace", "--locked"];
             a.extend(rest.iter().map(String::as_str));
-            cargo(&a, &[])
+            cargo(&a, &[])?;
+            // The downstream users: crates outside the workspace that depend on library crates by
+            // path with only their declared dependencies and features.
+            for krate in DOWNSTREAM {
+                let manifest = format!("tests/downstream/{krate}/Cargo.toml");
+                let target = format!("target/downstream/{krate}");
+                cargo(&["run", "--release", "--locked", "--manifest-path", &manifest, "--target-dir", &target], &[])?;
+            }
+            Ok(())
+        }
+        "publish-check" => {
+            // `cargo publish --dry-run` of every library crate in dependency order (cargo orders
+            // the workspace's packages and verifies each against the others, nothing uploaded).
+            ensure_system_deps()?;
+            cargo(&["publish", "--workspace", "--dry-run", "--locked"], &[])
         }
         "bless" => {
             ensure_system_deps()?;
@@ -63,7 +82,7 @@ fn run() -> Result<()> {
         "deps" => ensure_system_deps(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <reproduce [--profile quick|paper] [--only NAME…] | test | bless | bench | deps>"
+                "usage: cargo xtask <reproduce [--profile quick|paper] [--only NAME…] | test | bless | bench | publish-check | deps>"
             );
             bail!("unknown command {cmd:?}")
         }
