@@ -35,7 +35,7 @@ use crate::results::{
     Manifest, ResultRow, SampleRow, read_rows, read_samples, write_json_atomic, write_rows_atomic, write_samples_atomic,
 };
 
-/// What a method needs to know about the system beyond the [`Problem`](beamlab_core::Problem)
+/// What a method needs to know about the system beyond the [`Problem`]
 /// it solves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MethodContext {

@@ -19,7 +19,7 @@
 //! exact: the update is the WMMSE minimiser for the Lagrange multiplier that makes the power
 //! constraint tight up to the rescaling (the usual "normalised WMMSE").
 //!
-//! The update itself is [`crate::iteration::robust_iteration`] (split real/imaginary layout,
+//! The update itself is `iteration::robust_iteration` (crate-internal; split real/imaginary layout,
 //! split-complex Cholesky of `B`), the same function the learned method runs `T` times in
 //! [`crate::fast`]; this module adds the checks, the stopping rule and the objective trace.
 
