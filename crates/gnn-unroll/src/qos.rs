@@ -47,6 +47,28 @@ pub struct QosSystem {
 }
 
 impl QosSystem {
+    /// The system seen through the analog matrix `A: [N × M]`: `S_k = Aᴴ R_k A`,
+    /// `I_k = Aᴴ Q_k A` for the `[N × N]` covariances `wanted` (`R_k`) and `interference`
+    /// (`Q_k`), with `Φ = I_M` (unit-modulus analog beams) — the baseband problem of a codeword
+    /// selection.
+    ///
+    /// # Errors
+    /// As [`QosSystem::new`].
+    pub fn through_analog(
+        a: &Array2<c64>,
+        wanted: &[Array2<c64>],
+        interference: &[Array2<c64>],
+        targets: Vec<f64>,
+    ) -> Result<Self, Error> {
+        let ah = a.t().mapv(|z| z.conj());
+        Self::new(
+            wanted.iter().map(|r| ah.dot(r).dot(a)).collect(),
+            interference.iter().map(|r| ah.dot(r).dot(a)).collect(),
+            Array2::eye(a.ncols()),
+            targets,
+        )
+    }
+
     /// Validates and bundles an instance.
     ///
     /// - `wanted`: `S_k`, `K` matrices `[M × M]`;

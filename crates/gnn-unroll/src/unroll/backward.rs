@@ -321,13 +321,7 @@ fn straight_through_with(
                 continue;
             }
             let a = settings.codebook.select(Axis(1), &t.selection);
-            let ah = adjoint(&a);
-            let sys = QosSystem::new(
-                wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                Array2::eye(n_rf),
-                targets.to_vec(),
-            )?;
+            let sys = QosSystem::through_analog(&a, &wanted, &interference, targets.to_vec())?;
             dc.scaled_add(*dp, &chain(&a, &power_envelope(&sys, sol)));
         }
     }

@@ -31,7 +31,6 @@ use crate::greedy::{
 use crate::implicit::QosGradient;
 use crate::outage::sinrs;
 use crate::qos::{QosOptions, QosSolution, QosSystem, solve_qos};
-use crate::util::adjoint;
 
 /// Fixed settings of the unrolled forward pass.
 #[derive(Clone, Debug, PartialEq)]
@@ -202,13 +201,8 @@ pub(crate) fn evaluate_analog(
     settings: &UnrollSettings,
 ) -> Result<UnrolledOutput, Error> {
     let (wanted, interference) = virtual_channels(&inst.h_est, coeffs)?;
-    let ah = adjoint(&a);
-    let system = QosSystem::new(
-        wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-        interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-        Array2::eye(selection.len()),
-        inst.targets.clone(),
-    )?;
+    debug_assert_eq!(a.ncols(), selection.len());
+    let system = QosSystem::through_analog(&a, &wanted, &interference, inst.targets.clone())?;
     let solution = solve_qos(&system, &settings.qos, None)?;
     let total: f64 = solution.powers.iter().sum();
     let scale = (settings.power_budget / total).min(1.0);

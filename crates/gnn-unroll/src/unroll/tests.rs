@@ -3,6 +3,7 @@
 use super::*;
 use crate::data::dft_codebook;
 use crate::data::{CsiModel, Scenario, draw_instance};
+use crate::util::adjoint;
 use rand::SeedableRng;
 
 pub(crate) fn settings(p_max: f64) -> UnrollSettings {
@@ -260,14 +261,7 @@ fn relaxed_softmin(
             .iter()
             .map(|t| {
                 let a = st.codebook.select(Axis(1), &t.selection);
-                let ah = adjoint(&a);
-                let sys = QosSystem::new(
-                    wanted.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                    interference.iter().map(|r| ah.dot(r).dot(&a)).collect(),
-                    Array2::eye(n_rf),
-                    targets.to_vec(),
-                )
-                .unwrap();
+                let sys = QosSystem::through_analog(&a, wanted, interference, targets.to_vec()).unwrap();
                 solve_qos(&sys, &st.qos, None).map_or(f64::INFINITY, |s| s.uplink_sum())
             })
             .collect();
